@@ -1,0 +1,229 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// applier applies commands into one write transaction. Every handler checks
+// everything before it writes anything, so a command that fails with a domain
+// error leaves no trace and the other commands of the transaction stand.
+type applier struct {
+	txn   *memdb.Txn
+	index uint64
+}
+
+func (a *applier) command(data []byte, nested bool) *Result {
+	t, err := TypeOf(data)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: empty command at raft index %d", a.index))
+	}
+	body := data[1:]
+	res := &Result{Index: a.index}
+	switch t {
+	case CmdBatch:
+		if nested {
+			res.Err = invalid("", "a batch cannot contain a batch")
+			return res
+		}
+		var b Batch
+		a.decode(t, body, &b)
+		res.Results = make([]*Result, len(b.Commands))
+		for i, c := range b.Commands {
+			res.Results[i] = a.command(c, true)
+		}
+	case CmdBootstrap:
+		var b Bootstrap
+		a.decode(t, body, &b)
+		a.bootstrap(&b)
+	case CmdProjectCreate:
+		var b ProjectCreate
+		a.decode(t, body, &b)
+		res.Err = errOf(a.projectCreate(&b))
+	case CmdProjectDelete:
+		var b ProjectDelete
+		a.decode(t, body, &b)
+		res.Err = errOf(a.deleteRecord(tablesByName[TableProjects], b.Name, 0))
+	case CmdPut:
+		var b Put
+		a.decode(t, body, &b)
+		res.Err = errOf(a.put(&b))
+	case CmdDelete:
+		var b Delete
+		a.decode(t, body, &b)
+		def, ok := tablesByName[b.Table]
+		if !ok {
+			res.Err = invalid("table", "unknown table %q", b.Table)
+			break
+		}
+		res.Err = errOf(a.deleteRecord(def, b.ID, b.IfIndex))
+	default:
+		if t&IgnorableFlag != 0 {
+			res.Ignored = true
+			return res
+		}
+		panic(fmt.Sprintf("fsm: unknown command type %d (0x%02x) at raft index %d: "+
+			"this node is older than the one that wrote it; stopping rather than letting replicas diverge",
+			uint8(t), uint8(t), a.index))
+	}
+	return res
+}
+
+// errOf keeps a nil *Error a nil error.
+func errOf(e *Error) error {
+	if e == nil {
+		return nil
+	}
+	return e
+}
+
+func (a *applier) decode(t CommandType, body []byte, v any) {
+	if err := DecodeBody(body, v); err != nil {
+		panic(fmt.Sprintf("fsm: corrupt %s command at raft index %d: %v", t, a.index, err))
+	}
+}
+
+// mustInsert and mustDelete fail only on a schema or indexer bug. A failing
+// memdb call may leave the transaction half-written, so stop.
+func (a *applier) mustInsert(table string, obj any) {
+	if err := a.txn.Insert(table, obj); err != nil {
+		panic(fmt.Sprintf("fsm: insert into %s at raft index %d: %v", table, a.index, err))
+	}
+}
+
+func (a *applier) mustDelete(table string, obj any) {
+	if err := a.txn.Delete(table, obj); err != nil {
+		panic(fmt.Sprintf("fsm: delete from %s at raft index %d: %v", table, a.index, err))
+	}
+}
+
+func (a *applier) first(table, index string, args ...any) record {
+	obj, err := a.txn.First(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: lookup %s.%s at raft index %d: %v", table, index, a.index, err))
+	}
+	if obj == nil {
+		return nil
+	}
+	return obj.(record)
+}
+
+func (a *applier) bootstrap(b *Bootstrap) {
+	if a.first(TableProjects, IndexID, DefaultProject) != nil {
+		return
+	}
+	p := &Project{Name: DefaultProject, CreatedAt: b.At, UpdatedAt: b.At}
+	p.setIndexes(a.index, a.index)
+	a.mustInsert(TableProjects, p)
+}
+
+func (a *applier) projectCreate(b *ProjectCreate) *Error {
+	p := b.Project // a copy: the decoded body is not shared with anyone
+	if p.Name == "" {
+		return invalid("name", "name is required")
+	}
+	if a.first(TableProjects, IndexID, p.Name) != nil {
+		return conflict("name", "project %q already exists", p.Name)
+	}
+	p.setIndexes(a.index, a.index)
+	a.mustInsert(TableProjects, &p)
+	return nil
+}
+
+func (a *applier) put(b *Put) *Error {
+	t, ok := tablesByName[b.Table]
+	if !ok {
+		return invalid("table", "unknown table %q", b.Table)
+	}
+	// A record that does not decode is refused, not fatal: every replica
+	// refuses it the same way, so they cannot diverge.
+	rec, err := t.decode(b.Record)
+	if err != nil {
+		return invalid("", "%s record does not decode: %v", t.singular, err)
+	}
+	if e := t.validate(rec); e != nil {
+		return e
+	}
+
+	_, idKey, err := t.schema.Indexes[IndexID].Indexer.(memdb.SingleIndexer).FromObject(rec)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: %s id index at raft index %d: %v", t.name, a.index, err))
+	}
+	existing := a.first(t.name, IndexID, rawKey(idKey))
+	switch {
+	case b.IfAbsent && existing != nil:
+		return conflict("", "%s %q already exists", t.singular, rec.key())
+	case b.IfIndex != 0 && existing == nil:
+		return notFound("", "%s %q not found", t.singular, rec.key())
+	case b.IfIndex != 0:
+		if _, mod := existing.indexes(); mod != b.IfIndex {
+			return conflict("", "%s %q was modified at index %d, not %d", t.singular, rec.key(), mod, b.IfIndex)
+		}
+	}
+
+	if p := rec.projectName(); t.projectRequired || (t.projectOptional && p != "") {
+		if p == "" {
+			return invalid("project", "project is required")
+		}
+		if a.first(TableProjects, IndexID, p) == nil {
+			return notFound("project", "project %q not found", p)
+		}
+	}
+
+	for _, u := range t.unique {
+		ok, key, err := t.schema.Indexes[u.index].Indexer.(memdb.SingleIndexer).FromObject(rec)
+		if err != nil {
+			panic(fmt.Sprintf("fsm: %s.%s index at raft index %d: %v", t.name, u.index, a.index, err))
+		}
+		if !ok {
+			continue
+		}
+		if other := a.first(t.name, u.index, rawKey(key)); other != nil && other.key() != rec.key() {
+			return conflict(u.field, "%s %s already used by %s %q", t.singular, u.what, t.singular, other.key())
+		}
+	}
+
+	created := a.index
+	if existing != nil {
+		created, _ = existing.indexes()
+	}
+	rec.setIndexes(created, a.index)
+	a.mustInsert(t.name, rec)
+	return nil
+}
+
+func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
+	args, err := t.idArgs(id)
+	if err != nil {
+		return invalid("id", "%v", err)
+	}
+	existing := a.first(t.name, IndexID, args...)
+	if existing == nil {
+		return notFound("", "%s %q not found", t.singular, id)
+	}
+	if _, mod := existing.indexes(); ifIndex != 0 && mod != ifIndex {
+		return conflict("", "%s %q was modified at index %d, not %d", t.singular, id, mod, ifIndex)
+	}
+	if t.name == TableProjects {
+		if e := a.projectDeletable(id); e != nil {
+			return e
+		}
+	}
+	a.mustDelete(t.name, existing)
+	return nil
+}
+
+// projectDeletable refuses to delete the default project or one that still
+// owns records, so that nothing is left pointing at a missing project.
+func (a *applier) projectDeletable(name string) *Error {
+	if name == DefaultProject {
+		return conflict("name", "the %q project cannot be deleted", DefaultProject)
+	}
+	for _, table := range []string{TableTokens, TableEndpoints, TableJobs, TableEvents} {
+		if a.first(table, IndexProject, name) != nil {
+			return conflict("name", "project %q still has %s; delete them first", name, table)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,43 @@
+// Package fsm is Chime's replicated state machine: the command types and their
+// encoding, the go-memdb state with its tables and indexes, deterministic
+// Apply, and streaming snapshot/restore. It imports nothing else of Chime's.
+//
+// What it must never do:
+//
+//   - Read the clock, randomness or the network in Apply. Every id, time and
+//     secret is decided by the node that builds the command and travels in it,
+//     so every replica computes the same state ("decided outside, checked and
+//     stored inside"): Put and Delete only check preconditions (CAS on
+//     ModifyIndex, existence, the owning project, unique keys) and store.
+//   - Continue past a command it does not understand. Commands are
+//     [type byte][msgpack body]; type numbers are append-only. A type with
+//     IgnorableFlag (0x80) may be skipped by an older node; any other unknown
+//     type, or a body that does not decode, panics, because a replica that
+//     skipped it would silently diverge. Stopping loudly lets the operator
+//     upgrade the node instead.
+//   - Let a failed command leave partial writes. Handlers check everything
+//     before writing, so the commands of a batch (and of a raft ApplyBatch)
+//     share one memdb transaction — the main write-throughput lever — and one
+//     command's domain error does not undo the others.
+//   - Modify a stored record in place. memdb stores pointers that readers and
+//     snapshots share; a change is always a new record.
+//
+// Key decisions:
+//
+//   - Records are msgpack maps with short, never-renamed keys, so a field added
+//     by a newer node is ignored by an older one during a rolling upgrade.
+//     Encoding sorts map keys, so a command always encodes to the same bytes.
+//   - Indexes use our own typed indexer (schema.go): times sort
+//     chronologically (sign bit flipped), strings are escaped and terminated
+//     so compound keys never collide, and conditional indexes (jobs due to
+//     fire, active deliveries per node, …) hold only the rows the hot queries
+//     want. memdb does not enforce unique secondary indexes; Put checks them.
+//   - The applied index and term are stored in memdb in the same transaction
+//     as the data, so a State's Index always matches what it shows and a
+//     snapshot's header index is exact.
+//   - Snapshots stream [table byte][uvarint len][msgpack record] after a
+//     versioned header and end with an end marker; restore builds a new memdb
+//     aside and swaps it in only after the whole stream was read, then closes
+//     the old state's AbandonCh (go-memdb v1.3.5 has no abandon channel of its
+//     own) so that watchers of the old state wake up and re-query.
+package fsm

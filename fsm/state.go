@@ -1,0 +1,429 @@
+package fsm
+
+import (
+	"fmt"
+
+	"github.com/hashicorp/go-memdb"
+)
+
+// State is a consistent, read-only view of the state as of one applied index.
+// It is cheap to take and never blocks writers; take a new one to see newer
+// writes.
+//
+// Every record it returns is the stored object itself, shared with other
+// readers and with later snapshots: callers must never modify one (copy it,
+// change the copy, and Put the copy).
+//
+// Lists take a cursor: after is the last id of the previous page ("" for the
+// first), limit <= 0 means no limit, and the returned cursor is the id to pass
+// as after for the next page, or "" when there is none.
+type State struct {
+	txn       *memdb.Txn
+	abandonCh <-chan struct{}
+}
+
+// Index is the Raft index of the last log applied in this view.
+func (s *State) Index() uint64 {
+	m := s.meta()
+	return m.Index
+}
+
+// Term is the Raft term of the last log applied in this view (0 if unknown).
+func (s *State) Term() uint64 { return s.meta().Term }
+
+func (s *State) meta() meta {
+	obj, err := s.txn.First(tableMeta, IndexID, metaKey)
+	if err != nil || obj == nil {
+		return meta{}
+	}
+	return *obj.(*meta)
+}
+
+// Txn is the read transaction under this view, for queries not offered here.
+// Records read through it must not be modified either.
+func (s *State) Txn() *memdb.Txn { return s.txn }
+
+// AbandonCh is closed when Restore replaces the state this view reads; add it
+// to a memdb.WatchSet next to the query's own watch channels.
+func (s *State) AbandonCh() <-chan struct{} { return s.abandonCh }
+
+// Count returns the number of records in table (0 for an unknown table).
+func (s *State) Count(table string) int {
+	if _, ok := tablesByName[table]; !ok {
+		return 0
+	}
+	it := s.iter(table, IndexID)
+	n := 0
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		n++
+	}
+	return n
+}
+
+// ---------------------------------------------------------------------------
+// Generic helpers.
+
+func (s *State) iter(table, index string, args ...any) memdb.ResultIterator {
+	it, err := s.txn.Get(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: query %s.%s: %v", table, index, err)) // a bug in this package
+	}
+	return it
+}
+
+func (s *State) lowerBound(table, index string, args ...any) memdb.ResultIterator {
+	it, err := s.txn.LowerBound(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: query %s.%s: %v", table, index, err))
+	}
+	return it
+}
+
+func get[T any](s *State, table, what string, args ...any) (*T, error) {
+	obj, err := s.txn.First(table, IndexID, args...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: query %s.id: %v", table, err))
+	}
+	if obj == nil {
+		return nil, notFound("", "%s not found", what)
+	}
+	return obj.(*T), nil
+}
+
+func first[T any](s *State, table, index, what string, args ...any) (*T, error) {
+	obj, err := s.txn.First(table, index, args...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: query %s.%s: %v", table, index, err))
+	}
+	if obj == nil {
+		return nil, notFound("", "%s not found", what)
+	}
+	return obj.(*T), nil
+}
+
+func keyOf[T any](r *T) string { return any(r).(record).key() }
+
+// page collects up to limit records from it, in index order, skipping ids up
+// to after and stopping at the first record for which in returns false.
+func page[T any](it memdb.ResultIterator, after string, limit int, in func(*T) bool) ([]*T, string) {
+	var out []*T
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		r := obj.(*T)
+		if in != nil && !in(r) {
+			break
+		}
+		if after != "" && keyOf(r) <= after {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, keyOf(out[len(out)-1])
+		}
+		out = append(out, r)
+	}
+	return out, ""
+}
+
+// list pages through table in id order, restricted to the rows whose index
+// starts with prefix (nil: the whole table, by the id index).
+func list[T any](s *State, table, index string, prefix []any, after string, limit int) ([]*T, string) {
+	if prefix == nil {
+		if after == "" {
+			return page[T](s.iter(table, IndexID), "", limit, nil)
+		}
+		return page[T](s.lowerBound(table, IndexID, after), after, limit, nil)
+	}
+	// Keys of a non-unique index are the index values followed by the id, so
+	// within one prefix the rows are in id order and after can be seeked to.
+	if after == "" {
+		return page[T](s.iter(table, index, prefix...), "", limit, nil)
+	}
+	ix := schema.Tables[table].Indexes[index].Indexer
+	want, err := ix.FromArgs(prefix...)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: query %s.%s: %v", table, index, err))
+	}
+	it := s.lowerBound(table, index, append(append([]any{}, prefix...), after)...)
+	return page(it, after, limit, func(r *T) bool {
+		ok, key, _ := ix.(memdb.SingleIndexer).FromObject(r)
+		return ok && hasPrefix(key, want)
+	})
+}
+
+func hasPrefix(b, prefix []byte) bool {
+	return len(b) >= len(prefix) && string(b[:len(prefix)]) == string(prefix)
+}
+
+// until collects records from it, in index order, while in holds.
+func until[T any](it memdb.ResultIterator, limit int, in func(*T) bool) []*T {
+	var out []*T
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		r := obj.(*T)
+		if !in(r) || (limit > 0 && len(out) == limit) {
+			break
+		}
+		out = append(out, r)
+	}
+	return out
+}
+
+func all[T any](it memdb.ResultIterator) []*T {
+	var out []*T
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		out = append(out, obj.(*T))
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Projects and tokens.
+
+// Project returns the project name, or ErrNotFound.
+func (s *State) Project(name string) (*Project, error) {
+	return get[Project](s, TableProjects, fmt.Sprintf("project %q", name), name)
+}
+
+// Projects lists projects by name.
+func (s *State) Projects(after string, limit int) ([]*Project, string) {
+	return list[Project](s, TableProjects, IndexID, nil, after, limit)
+}
+
+// Token returns the token id, or ErrNotFound.
+func (s *State) Token(id string) (*Token, error) {
+	return get[Token](s, TableTokens, fmt.Sprintf("token %q", id), id)
+}
+
+// TokenByHash returns the token whose secret hashes to hash, or ErrNotFound.
+func (s *State) TokenByHash(hash string) (*Token, error) {
+	if hash == "" {
+		return nil, notFound("", "token not found")
+	}
+	return first[Token](s, TableTokens, IndexHash, "token", hash)
+}
+
+// Tokens lists tokens by id: those restricted to project, or all tokens when
+// project is "" (tokens valid for any project are listed only then).
+func (s *State) Tokens(project, after string, limit int) ([]*Token, string) {
+	return list[Token](s, TableTokens, IndexProject, prefixOf(project), after, limit)
+}
+
+func prefixOf(args ...string) []any {
+	if args[0] == "" {
+		return nil
+	}
+	out := make([]any, len(args))
+	for i, a := range args {
+		out[i] = a
+	}
+	return out
+}
+
+// ---------------------------------------------------------------------------
+// Endpoints.
+
+// Endpoint returns the endpoint id, or ErrNotFound.
+func (s *State) Endpoint(id string) (*Endpoint, error) {
+	return get[Endpoint](s, TableEndpoints, fmt.Sprintf("endpoint %q", id), id)
+}
+
+// Endpoints lists the endpoints of project ("" = all projects) by id.
+func (s *State) Endpoints(project, after string, limit int) ([]*Endpoint, string) {
+	return list[Endpoint](s, TableEndpoints, IndexProject, prefixOf(project), after, limit)
+}
+
+// ---------------------------------------------------------------------------
+// Jobs.
+
+// Job returns the job id, or ErrNotFound.
+func (s *State) Job(id string) (*Job, error) {
+	return get[Job](s, TableJobs, fmt.Sprintf("job %q", id), id)
+}
+
+// Jobs lists the jobs of project ("" = all projects) by id.
+func (s *State) Jobs(project, after string, limit int) ([]*Job, string) {
+	return list[Job](s, TableJobs, IndexProject, prefixOf(project), after, limit)
+}
+
+// JobsByStatus lists the jobs of project with status, by id.
+func (s *State) JobsByStatus(project, status, after string, limit int) ([]*Job, string) {
+	return list[Job](s, TableJobs, IndexProjectStatus, []any{project, status}, after, limit)
+}
+
+// JobByIdempotencyKey returns the job of project created with key, or
+// ErrNotFound.
+func (s *State) JobByIdempotencyKey(project, key string) (*Job, error) {
+	if key == "" {
+		return nil, notFound("idempotencyKey", "job not found")
+	}
+	return first[Job](s, TableJobs, IndexIdempotency, "job", project, key)
+}
+
+// JobsDue returns active jobs with 0 < NextFireAt <= before, earliest first
+// (ties by id), at most limit (<= 0: no limit).
+func (s *State) JobsDue(before Millis, limit int) []*Job {
+	return until(s.iter(TableJobs, IndexNextFire), limit, func(j *Job) bool { return j.NextFireAt <= before })
+}
+
+// NextFireAt returns the earliest NextFireAt of the active jobs; false when no
+// active job has one. The poller sleeps until then.
+func (s *State) NextFireAt() (Millis, bool) {
+	obj, err := s.txn.First(TableJobs, IndexNextFire)
+	if err != nil || obj == nil {
+		return 0, false
+	}
+	return obj.(*Job).NextFireAt, true
+}
+
+// ---------------------------------------------------------------------------
+// Occurrences.
+
+// Occurrence returns the occurrence id, or ErrNotFound.
+func (s *State) Occurrence(id string) (*Occurrence, error) {
+	return get[Occurrence](s, TableOccurrences, fmt.Sprintf("occurrence %q", id), id)
+}
+
+// OccurrenceByNumber returns occurrence number n of job, or ErrNotFound.
+func (s *State) OccurrenceByNumber(jobID string, n int64) (*Occurrence, error) {
+	return first[Occurrence](s, TableOccurrences, IndexJobNumber,
+		fmt.Sprintf("occurrence %d of job %q", n, jobID), jobID, n)
+}
+
+// OccurrenceByIdentity returns the occurrence of job with identity key, or
+// ErrNotFound.
+func (s *State) OccurrenceByIdentity(jobID, key string) (*Occurrence, error) {
+	if key == "" {
+		return nil, notFound("identityKey", "occurrence not found")
+	}
+	return first[Occurrence](s, TableOccurrences, IndexIdentity,
+		fmt.Sprintf("occurrence %q of job %q", key, jobID), jobID, key)
+}
+
+// OccurrencesByJob lists the occurrences of job by number, starting after
+// number afterNumber (0: from the first). next is the number to pass as
+// afterNumber for the next page, 0 when there is none.
+func (s *State) OccurrencesByJob(jobID string, afterNumber int64, limit int) (out []*Occurrence, next int64) {
+	it := s.lowerBound(TableOccurrences, IndexJobNumber, jobID, afterNumber)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		o := obj.(*Occurrence)
+		if o.JobID != jobID {
+			break
+		}
+		if o.Number <= afterNumber {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, out[len(out)-1].Number
+		}
+		out = append(out, o)
+	}
+	return out, 0
+}
+
+// OccurrencesByStatus lists the occurrences of job with status, by id.
+func (s *State) OccurrencesByStatus(jobID, status, after string, limit int) ([]*Occurrence, string) {
+	return list[Occurrence](s, TableOccurrences, IndexJobStatus, []any{jobID, status}, after, limit)
+}
+
+// TerminalOccurrences returns terminal occurrences completed at or before
+// before, oldest first: what retention removes.
+func (s *State) TerminalOccurrences(before Millis, limit int) []*Occurrence {
+	return until(s.iter(TableOccurrences, IndexTerminal), limit,
+		func(o *Occurrence) bool { return o.CompletedAt <= before })
+}
+
+// ---------------------------------------------------------------------------
+// Events.
+
+// Event returns the event id, or ErrNotFound.
+func (s *State) Event(id string) (*Event, error) {
+	return get[Event](s, TableEvents, fmt.Sprintf("event %q", id), id)
+}
+
+// Events lists the events of project ("" = all projects) by id.
+func (s *State) Events(project, after string, limit int) ([]*Event, string) {
+	return list[Event](s, TableEvents, IndexProject, prefixOf(project), after, limit)
+}
+
+// EventByIdempotencyKey returns the event of project published with key, or
+// ErrNotFound.
+func (s *State) EventByIdempotencyKey(project, key string) (*Event, error) {
+	if key == "" {
+		return nil, notFound("idempotencyKey", "event not found")
+	}
+	return first[Event](s, TableEvents, IndexIdempotency, "event", project, key)
+}
+
+// EventsDue returns scheduled events with ScheduledAt <= before, earliest
+// first.
+func (s *State) EventsDue(before Millis, limit int) []*Event {
+	return until(s.iter(TableEvents, IndexDue), limit, func(e *Event) bool { return e.ScheduledAt <= before })
+}
+
+// ---------------------------------------------------------------------------
+// Deliveries and attempts.
+
+// Delivery returns the delivery id, or ErrNotFound.
+func (s *State) Delivery(id string) (*Delivery, error) {
+	return get[Delivery](s, TableDeliveries, fmt.Sprintf("delivery %q", id), id)
+}
+
+// DeliveriesByStatus lists the deliveries of project with status, by id.
+func (s *State) DeliveriesByStatus(project, status, after string, limit int) ([]*Delivery, string) {
+	return list[Delivery](s, TableDeliveries, IndexProjectStatus, []any{project, status}, after, limit)
+}
+
+// DeliveriesDue returns the active deliveries assigned to node with
+// NextAttemptAt <= before, earliest first. In-flight deliveries are active
+// and so included: the dispatcher tells them apart by Status.
+func (s *State) DeliveriesDue(node string, before Millis, limit int) []*Delivery {
+	return until(s.iter(TableDeliveries, IndexNodeDue, node), limit,
+		func(d *Delivery) bool { return d.NextAttemptAt <= before })
+}
+
+// DeliveriesByNode returns the active deliveries assigned to node, by id.
+func (s *State) DeliveriesByNode(node string) []*Delivery {
+	return all[Delivery](s.iter(TableDeliveries, IndexNode, node))
+}
+
+// ExpiredLeases returns in-flight deliveries whose lease ends at or before
+// before, earliest first.
+func (s *State) ExpiredLeases(before Millis, limit int) []*Delivery {
+	return until(s.iter(TableDeliveries, IndexLease), limit,
+		func(d *Delivery) bool { return d.LeaseUntil <= before })
+}
+
+// DeliveriesByEndpoint lists the deliveries to endpoint, by id.
+func (s *State) DeliveriesByEndpoint(endpointID, after string, limit int) ([]*Delivery, string) {
+	return list[Delivery](s, TableDeliveries, IndexEndpoint, []any{endpointID}, after, limit)
+}
+
+// DeliveriesByJob lists the deliveries of job, by id.
+func (s *State) DeliveriesByJob(jobID, after string, limit int) ([]*Delivery, string) {
+	return list[Delivery](s, TableDeliveries, IndexJob, []any{jobID}, after, limit)
+}
+
+// DeliveriesByOccurrence returns the deliveries of occurrence, by id.
+func (s *State) DeliveriesByOccurrence(occurrenceID string) []*Delivery {
+	return all[Delivery](s.iter(TableDeliveries, IndexOccurrence, occurrenceID))
+}
+
+// DeliveriesByEvent lists the deliveries of event, by id.
+func (s *State) DeliveriesByEvent(eventID, after string, limit int) ([]*Delivery, string) {
+	return list[Delivery](s, TableDeliveries, IndexEvent, []any{eventID}, after, limit)
+}
+
+// TerminalDeliveries returns terminal deliveries completed at or before
+// before, oldest first: what retention removes.
+func (s *State) TerminalDeliveries(before Millis, limit int) []*Delivery {
+	return until(s.iter(TableDeliveries, IndexTerminal), limit,
+		func(d *Delivery) bool { return d.CompletedAt <= before })
+}
+
+// Attempt returns attempt number n of delivery, or ErrNotFound.
+func (s *State) Attempt(deliveryID string, n int) (*Attempt, error) {
+	return get[Attempt](s, TableAttempts, fmt.Sprintf("attempt %d of delivery %q", n, deliveryID), deliveryID, n)
+}
+
+// Attempts returns the attempts of delivery, by number.
+func (s *State) Attempts(deliveryID string) []*Attempt {
+	return all[Attempt](s.iter(TableAttempts, IndexDelivery, deliveryID))
+}

@@ -1,0 +1,272 @@
+package fsm
+
+import (
+	"bytes"
+	"errors"
+	"math"
+	"reflect"
+	"sort"
+	"testing"
+)
+
+func TestKeyOrdering(t *testing.T) {
+	ints := []int64{math.MinInt64, -1 << 40, -5000, -1, 0, 1, 42, 1700000000000, math.MaxInt64}
+	for i := 1; i < len(ints); i++ {
+		a, b := appendInt(nil, ints[i-1]), appendInt(nil, ints[i])
+		if bytes.Compare(a, b) >= 0 {
+			t.Errorf("key(%d) >= key(%d)", ints[i-1], ints[i])
+		}
+	}
+	strs := []string{"", "\x00", "\x00\x00", "\x00a", "a", "a\x00", "a\x00\x00", "a\x00b", "a\x01", "ab", "b", "\xff"}
+	if !sort.StringsAreSorted(strs) {
+		t.Fatal("fixture not sorted")
+	}
+	for i := 1; i < len(strs); i++ {
+		a, b := appendString(nil, strs[i-1]), appendString(nil, strs[i])
+		if bytes.Compare(a, b) >= 0 {
+			t.Errorf("key(%q) >= key(%q)", strs[i-1], strs[i])
+		}
+	}
+	// A full key is never a prefix of another: compound keys cannot collide.
+	for _, a := range strs {
+		for _, b := range strs {
+			ka, kb := appendString(nil, a), appendString(nil, b)
+			if a != b && bytes.HasPrefix(kb, ka) {
+				t.Errorf("key(%q) is a prefix of key(%q)", a, b)
+			}
+		}
+	}
+	x := appendString(appendString(nil, "a\x00"), "b")
+	y := appendString(appendString(nil, "a"), "\x00b")
+	if bytes.Equal(x, y) {
+		t.Error(`("a\x00","b") and ("a","\x00b") collide`)
+	}
+}
+
+func ids[T any](rows []*T) []string {
+	out := make([]string, len(rows))
+	for i, r := range rows {
+		out[i] = keyOf(r)
+	}
+	return out
+}
+
+func eq(t *testing.T, what string, got, want any) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("%s = %v, want %v", what, got, want)
+	}
+}
+
+func TestJobsDueOrdering(t *testing.T) {
+	h := newHarness(t)
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})))
+	for _, j := range []struct {
+		id     string
+		next   Millis
+		status string
+	}{
+		{"a", 3000, JobActive},
+		{"b", -5000, JobActive},
+		{"c", 0, JobActive},    // no next fire: excluded
+		{"d", -1, JobActive},   // negative sorts before zero
+		{"e", 3000, JobActive}, // tie with a: by id
+		{"f", 10, JobPaused},   // not active: excluded
+		{"g", 7000, JobActive},
+		{"h", 1, JobCompleted},
+	} {
+		job := fullJob(j.id, "p", j.next)
+		job.Status = j.status
+		h.ok(put(t, TableJobs, job))
+	}
+	s := h.f.State()
+	eq(t, "JobsDue(3000)", ids(s.JobsDue(3000, 0)), []string{"b", "d", "a", "e"})
+	eq(t, "JobsDue(3000, 2)", ids(s.JobsDue(3000, 2)), []string{"b", "d"})
+	eq(t, "JobsDue(-2)", ids(s.JobsDue(-2, 0)), []string{"b"})
+	eq(t, "JobsDue(max)", ids(s.JobsDue(math.MaxInt64, 0)), []string{"b", "d", "a", "e", "g"})
+	if at, ok := s.NextFireAt(); !ok || at != -5000 {
+		t.Errorf("NextFireAt = %d, %v", at, ok)
+	}
+
+	// Updates move rows in and out of the conditional index.
+	b, _ := s.Job("b")
+	paused := *b
+	paused.Status = JobPaused
+	h.ok(put(t, TableJobs, &paused))
+	c := fullJob("c", "p", 5)
+	h.ok(put(t, TableJobs, c))
+	s = h.f.State()
+	eq(t, "JobsDue after update", ids(s.JobsDue(3000, 0)), []string{"d", "c", "a", "e"})
+	if at, _ := s.NextFireAt(); at != -1 {
+		t.Errorf("NextFireAt = %d", at)
+	}
+	if _, ok := newHarness(t).f.State().NextFireAt(); ok {
+		t.Error("NextFireAt on empty state")
+	}
+}
+
+func TestQueries(t *testing.T) {
+	h := newHarness(t)
+	fill(t, h)
+	// Extra rows that conditional indexes must leave out, or include.
+	tok := fullToken("tok-any", "")
+	pendingOcc := fullOccurrence("occ-4", "job-1", "p1", 3, OccurrencePending, 1700000000000) // not terminal
+	noIdentity := fullOccurrence("occ-5", "job-2", "p1", 2, OccurrenceCompleted, 0)           // terminal, never completed
+	noIdentity.IdentityKey = ""
+	held := fullDelivery("del-4", "p1", "n1", DeliveryHeld, 1, 1, 0)
+	held.EndpointID, held.JobID, held.OccurrenceID, held.EventID = "", "", "", ""
+	pending := fullDelivery("del-5", "p1", "n1", DeliveryPending, 1700000001000, 0, 0)
+	pending.EventID = "evt-2"
+	h.ok(put(t, TableTokens, tok), put(t, TableOccurrences, pendingOcc), put(t, TableOccurrences, noIdentity),
+		put(t, TableDeliveries, held), put(t, TableDeliveries, pending))
+	s := h.f.State()
+
+	// projects / tokens
+	ps, next := s.Projects("", 2)
+	eq(t, "Projects page 1", ids(ps), []string{"default", "p1"})
+	eq(t, "Projects cursor", next, "p1")
+	ps, next = s.Projects(next, 2)
+	eq(t, "Projects page 2", ids(ps), []string{"p2"})
+	eq(t, "Projects cursor 2", next, "")
+	ts, _ := s.Tokens("p1", "", 0)
+	eq(t, "Tokens(p1)", ids(ts), []string{"tok-1", "tok-3"})
+	ts, _ = s.Tokens("", "", 0)
+	eq(t, "Tokens(all)", ids(ts), []string{"tok-1", "tok-2", "tok-3", "tok-any"})
+	ts, next = s.Tokens("p1", "tok-1", 1)
+	eq(t, "Tokens(p1, after tok-1)", ids(ts), []string{"tok-3"})
+	eq(t, "Tokens cursor", next, "")
+	if tk, err := s.TokenByHash("hash-tok-2"); err != nil || tk.ID != "tok-2" {
+		t.Errorf("TokenByHash = %v, %v", tk, err)
+	}
+	for _, hash := range []string{"", "nope"} {
+		if _, err := s.TokenByHash(hash); !errors.Is(err, ErrNotFound) {
+			t.Errorf("TokenByHash(%q) err = %v", hash, err)
+		}
+	}
+	if _, err := s.Token("tok-9"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Token err = %v", err)
+	}
+
+	// endpoints
+	es, next := s.Endpoints("p1", "", 1)
+	eq(t, "Endpoints(p1) page 1", ids(es), []string{"ep-1"})
+	es, next = s.Endpoints("p1", next, 1)
+	eq(t, "Endpoints(p1) page 2", ids(es), []string{"ep-2"})
+	eq(t, "Endpoints cursor", next, "")
+	es, _ = s.Endpoints("", "ep-1", 0)
+	eq(t, "Endpoints(all)", ids(es), []string{"ep-2", "ep-3"})
+	if e, err := s.Endpoint("ep-3"); err != nil || e.Project != "p2" {
+		t.Errorf("Endpoint = %v, %v", e, err)
+	}
+
+	// jobs
+	js, _ := s.Jobs("p1", "", 0)
+	eq(t, "Jobs(p1)", ids(js), []string{"job-1", "job-2"})
+	js, _ = s.Jobs("p", "", 0) // a prefix of "p1" must match nothing
+	eq(t, "Jobs(p)", len(js), 0)
+	js, _ = s.JobsByStatus("p1", JobActive, "job-1", 0)
+	eq(t, "JobsByStatus(p1, active, after job-1)", ids(js), []string{"job-2"})
+	js, _ = s.JobsByStatus("p1", JobPaused, "", 0)
+	eq(t, "JobsByStatus(p1, paused)", len(js), 0)
+	if j, err := s.JobByIdempotencyKey("p2", "idem-job-3"); err != nil || j.ID != "job-3" {
+		t.Errorf("JobByIdempotencyKey = %v, %v", j, err)
+	}
+	if _, err := s.JobByIdempotencyKey("p1", "idem-job-3"); !errors.Is(err, ErrNotFound) {
+		t.Errorf("JobByIdempotencyKey in the wrong project: %v", err)
+	}
+
+	// occurrences
+	if o, err := s.OccurrenceByNumber("job-1", 2); err != nil || o.ID != "occ-2" {
+		t.Errorf("OccurrenceByNumber = %v, %v", o, err)
+	}
+	if o, err := s.OccurrenceByIdentity("job-2", "job-2@1"); err != nil || o.ID != "occ-3" {
+		t.Errorf("OccurrenceByIdentity = %v, %v", o, err)
+	}
+	if _, err := s.OccurrenceByIdentity("job-2", ""); !errors.Is(err, ErrNotFound) {
+		t.Errorf("empty identity matched: %v", err)
+	}
+	os, n := s.OccurrencesByJob("job-1", 0, 2)
+	eq(t, "OccurrencesByJob page 1", ids(os), []string{"occ-1", "occ-2"})
+	eq(t, "OccurrencesByJob next", n, int64(2))
+	os, n = s.OccurrencesByJob("job-1", n, 2)
+	eq(t, "OccurrencesByJob page 2", ids(os), []string{"occ-4"})
+	eq(t, "OccurrencesByJob next 2", n, int64(0))
+	os, _ = s.OccurrencesByStatus("job-1", OccurrencePending, "", 0)
+	eq(t, "OccurrencesByStatus(pending)", ids(os), []string{"occ-4"})
+	eq(t, "TerminalOccurrences", ids(s.TerminalOccurrences(1700000000900, 0)), []string{"occ-1", "occ-2"})
+	eq(t, "TerminalOccurrences(all)", ids(s.TerminalOccurrences(math.MaxInt64, 0)), []string{"occ-1", "occ-2", "occ-3"})
+
+	// events
+	evs, _ := s.Events("p1", "", 0)
+	eq(t, "Events(p1)", ids(evs), []string{"evt-1", "evt-2"})
+	eq(t, "EventsDue", ids(s.EventsDue(1700000002000, 0)), []string{"evt-3", "evt-1"}) // evt-2 is published
+	eq(t, "EventsDue(0)", ids(s.EventsDue(0, 0)), []string{"evt-3"})
+	if e, err := s.EventByIdempotencyKey("p1", "idem-evt-2"); err != nil || e.ID != "evt-2" {
+		t.Errorf("EventByIdempotencyKey = %v, %v", e, err)
+	}
+	if e, err := s.Event("evt-3"); err != nil || e.ScheduledAt != -1 {
+		t.Errorf("Event = %v, %v", e, err)
+	}
+
+	// deliveries
+	ds, _ := s.DeliveriesByStatus("p1", DeliveryInFlight, "", 0)
+	eq(t, "DeliveriesByStatus(p1, in_flight)", ids(ds), []string{"del-1"})
+	eq(t, "DeliveriesDue(n1)", ids(s.DeliveriesDue("n1", 1700000002500, 0)), []string{"del-5", "del-3"}) // del-4 is held
+	eq(t, "DeliveriesDue(n1) all", ids(s.DeliveriesDue("n1", math.MaxInt64, 0)), []string{"del-5", "del-3", "del-1"})
+	eq(t, "DeliveriesDue(n2)", len(s.DeliveriesDue("n2", math.MaxInt64, 0)), 0) // del-2 succeeded
+	eq(t, "DeliveriesByNode(n1)", ids(s.DeliveriesByNode("n1")), []string{"del-1", "del-3", "del-5"})
+	eq(t, "ExpiredLeases", ids(s.ExpiredLeases(1700000004000, 0)), []string{"del-1"})
+	eq(t, "ExpiredLeases(before)", len(s.ExpiredLeases(1700000003999, 0)), 0)
+	ds, _ = s.DeliveriesByEndpoint("ep-1", "", 0)
+	eq(t, "DeliveriesByEndpoint", ids(ds), []string{"del-1", "del-2", "del-3", "del-5"})
+	ds, next = s.DeliveriesByJob("job-1", "del-1", 2)
+	eq(t, "DeliveriesByJob", ids(ds), []string{"del-2", "del-3"})
+	eq(t, "DeliveriesByJob cursor", next, "del-3")
+	eq(t, "DeliveriesByOccurrence", ids(s.DeliveriesByOccurrence("occ-1")), []string{"del-1", "del-2", "del-3", "del-5"})
+	ds, _ = s.DeliveriesByEvent("evt-2", "", 0)
+	eq(t, "DeliveriesByEvent(evt-2)", ids(ds), []string{"del-5"})
+	ds, _ = s.DeliveriesByEndpoint("", "", 0)
+	eq(t, "DeliveriesByEndpoint(\"\")", len(ds), 0) // del-4 has no endpoint and is not indexed
+	eq(t, "TerminalDeliveries", ids(s.TerminalDeliveries(math.MaxInt64, 0)), []string{"del-2"})
+
+	// attempts
+	eq(t, "Attempts(del-1)", len(s.Attempts("del-1")), 2)
+	if as := s.Attempts("del-1"); as[0].Number != 1 || as[1].Number != 2 {
+		t.Errorf("Attempts order = %+v", as)
+	}
+	if _, err := s.Attempt("del-2", 2); !errors.Is(err, ErrNotFound) {
+		t.Errorf("Attempt err = %v", err)
+	}
+
+	// counts
+	for table, want := range map[string]int{TableProjects: 3, TableTokens: 4, TableEndpoints: 3, TableJobs: 3,
+		TableOccurrences: 5, TableEvents: 3, TableDeliveries: 5, TableAttempts: 3, "nope": 0} {
+		eq(t, "Count("+table+")", s.Count(table), want)
+	}
+}
+
+// TestEveryIndexQueried guards against an index nobody reads: each one named
+// in the schema must appear in a State query exercised by TestQueries.
+func TestEveryIndexHasAQuery(t *testing.T) {
+	queried := map[string][]string{
+		TableProjects:    {IndexID},
+		TableTokens:      {IndexID, IndexHash, IndexProject},
+		TableEndpoints:   {IndexID, IndexProject},
+		TableJobs:        {IndexID, IndexProject, IndexProjectStatus, IndexNextFire, IndexIdempotency},
+		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus, IndexTerminal},
+		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
+		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexLease, IndexNode, IndexEndpoint, IndexJob,
+			IndexOccurrence, IndexEvent, IndexTerminal},
+		TableAttempts: {IndexID, IndexDelivery},
+	}
+	for _, td := range tableDefs {
+		var have []string
+		for name := range td.schema.Indexes {
+			have = append(have, name)
+		}
+		sort.Strings(have)
+		want := append([]string(nil), queried[td.name]...)
+		sort.Strings(want)
+		eq(t, td.name+" indexes", have, want)
+	}
+}
