@@ -1,0 +1,30 @@
+// Package cluster owns everything that makes several chime processes one
+// system: hashicorp/raft with its BoltDB log/stable store and file snapshots,
+// the authenticated transport on the Raft port, memberlist gossip, cluster
+// bootstrap and voter reconciliation, the leadership loop, and forwarding
+// writes and consistent reads to the leader.
+//
+// What it must never do: know about schedules, deliveries or HTTP APIs.
+// Leadership reaches the scheduler and the dispatcher only through the
+// LeaderHook interface, wired by cmd/chime.
+//
+// Key decisions:
+//   - One port for Raft and internal RPC. Each TCP connection begins with a
+//     mutual HMAC challenge-response over the cluster key and name, then a
+//     purpose byte routes it to Raft or to an internal HTTP/1.1 server. The
+//     forwarding client is a plain net/http client dialing through that
+//     handshake: pooling, keep-alive and deadlines come for free.
+//   - Apply waits for the local FSM to reach the write's index before it
+//     returns: read-your-writes on the node that took the request.
+//   - Only "no leader" errors are retried; a write whose fate is unknown
+//     (leadership lost mid-commit) is reported, never silently repeated.
+//   - Bootstrap follows --bootstrap-expect: once N fresh servers see each
+//     other, each bootstraps the same sorted configuration (raft tolerates
+//     identical concurrent bootstraps). A node that sees a member with Raft
+//     state never bootstraps: the leader adds it.
+//   - The leader adds alive members as voters, removes members that left
+//     gracefully, and keeps dead ones until an operator removes them, so a
+//     network blip never shrinks the quorum.
+//   - Graceful shutdown: transfer leadership, stop leader work, leave gossip,
+//     then close Raft. Node ids are permanent and stored in the data dir.
+package cluster

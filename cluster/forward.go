@@ -1,0 +1,427 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/hashicorp/raft"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// Followers reach the leader's internal RPCs as plain HTTP/1.1 over
+// authenticated streams of the Raft port. net/http gives us connection
+// pooling, keep-alive and context deadlines; the handshake in transport.go
+// gives us authentication. These routes are never on the public API port.
+const (
+	pathApply     = "/internal/v1/apply"
+	pathReadIndex = "/internal/v1/read-index"
+	pathTransfer  = "/internal/v1/transfer-leadership"
+	pathRemove    = "/internal/v1/remove-peer"
+	pathRestore   = "/internal/v1/restore"
+
+	headerTimeout = "Chime-Timeout-Ms"
+	contentType   = "application/msgpack"
+)
+
+// Wire error codes for failures that are not fsm domain errors.
+const (
+	codeNoLeader        = "no_leader"
+	codeLeadershipLost  = "leadership_lost"
+	codeTimeout         = "timeout"
+	codeShutdown        = "shutdown"
+	codeInternal        = "internal"
+	codeBadSnapshotBody = "invalid_snapshot"
+)
+
+// ErrTimeout: the cluster did not answer within the request's deadline.
+var ErrTimeout = errors.New("timed out waiting for the cluster")
+
+type wireError struct {
+	Code    string `msgpack:"c"`
+	Message string `msgpack:"m,omitempty"`
+	Field   string `msgpack:"f,omitempty"`
+}
+
+type wireResult struct {
+	Index   uint64        `msgpack:"i"`
+	Ignored bool          `msgpack:"g,omitempty"`
+	Err     *wireError    `msgpack:"e,omitempty"`
+	Results []*wireResult `msgpack:"r,omitempty"`
+}
+
+func toWireError(err error) *wireError {
+	if err == nil {
+		return nil
+	}
+	var fe *fsm.Error
+	if errors.As(err, &fe) {
+		return &wireError{Code: fe.Code, Message: fe.Message, Field: fe.Field}
+	}
+	code := codeInternal
+	switch {
+	case errors.Is(err, ErrNoLeader):
+		code = codeNoLeader
+	case errors.Is(err, ErrLeadershipLost):
+		code = codeLeadershipLost
+	case errors.Is(err, ErrTimeout), errors.Is(err, context.DeadlineExceeded):
+		code = codeTimeout
+	case errors.Is(err, ErrShutdown):
+		code = codeShutdown
+	case errors.Is(err, errBadSnapshot):
+		code = codeBadSnapshotBody
+	}
+	return &wireError{Code: code, Message: err.Error()}
+}
+
+func fromWireError(w *wireError) error {
+	if w == nil {
+		return nil
+	}
+	switch w.Code {
+	case codeNoLeader:
+		return ErrNoLeader
+	case codeLeadershipLost:
+		return ErrLeadershipLost
+	case codeTimeout:
+		return ErrTimeout
+	case codeShutdown:
+		return fmt.Errorf("leader: %w", ErrShutdown)
+	case codeBadSnapshotBody:
+		return fmt.Errorf("%w: %s", errBadSnapshot, w.Message)
+	case codeInternal:
+		return fmt.Errorf("leader: %s", w.Message)
+	}
+	return fsm.ErrorFromCode(w.Code, w.Message, w.Field)
+}
+
+func toWire(r *fsm.Result) *wireResult {
+	w := &wireResult{Index: r.Index, Ignored: r.Ignored, Err: toWireError(r.Err)}
+	for _, sub := range r.Results {
+		w.Results = append(w.Results, toWire(sub))
+	}
+	return w
+}
+
+func fromWire(w *wireResult) *fsm.Result {
+	r := &fsm.Result{Index: w.Index, Ignored: w.Ignored, Err: fromWireError(w.Err)}
+	for _, sub := range w.Results {
+		r.Results = append(r.Results, fromWire(sub))
+	}
+	return r
+}
+
+func newForwardClient(t *muxTransport) *http.Client {
+	return &http.Client{Transport: &http.Transport{
+		Proxy: nil, // internal traffic never goes through a proxy
+		DialContext: func(ctx context.Context, _, addr string) (net.Conn, error) {
+			return t.dial(ctx, addr, purposeForward)
+		},
+		MaxIdleConns:        256,
+		MaxIdleConnsPerHost: 128,
+		IdleConnTimeout:     90 * time.Second,
+		DisableCompression:  true,
+	}}
+}
+
+// remaining is how long until ctx's deadline (the default when it has none).
+func remaining(ctx context.Context, def time.Duration) time.Duration {
+	if dl, ok := ctx.Deadline(); ok {
+		if d := time.Until(dl); d > 0 {
+			return d
+		}
+		return time.Millisecond
+	}
+	return def
+}
+
+// leaderRaftAddr returns the leader's Raft address, or ErrNoLeader.
+func (c *Cluster) leaderRaftAddr() (string, error) {
+	addr, _ := c.raft.LeaderWithID()
+	if addr == "" {
+		return "", ErrNoLeader
+	}
+	return string(addr), nil
+}
+
+// forward sends one internal RPC to the leader. body may be nil; out, when
+// non-nil, receives the msgpack answer.
+func (c *Cluster) forward(ctx context.Context, path string, body io.Reader, out any) error {
+	addr, err := c.leaderRaftAddr()
+	if err != nil {
+		return err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://"+addr+path, body)
+	if err != nil {
+		return err
+	}
+	req.Header.Set("Content-Type", contentType)
+	req.Header.Set(headerTimeout, strconv.FormatInt(remaining(ctx, c.cfg.ApplyTimeout).Milliseconds(), 10))
+	resp, err := c.fwdClient.Do(req)
+	if err != nil {
+		if ctx.Err() != nil {
+			return fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
+		}
+		// The leader may have just died; the caller decides whether a retry is safe.
+		return fmt.Errorf("forward to leader %s: %w", addr, err)
+	}
+	defer resp.Body.Close()
+	dec := msgpack.NewDecoder(resp.Body)
+	if resp.StatusCode != http.StatusOK {
+		var we wireError
+		if err := dec.Decode(&we); err != nil {
+			return fmt.Errorf("forward to leader %s: status %d", addr, resp.StatusCode)
+		}
+		return fromWireError(&we)
+	}
+	if out == nil {
+		return nil
+	}
+	return dec.Decode(out)
+}
+
+// Apply commits cmd through Raft — on this node if it leads, otherwise on the
+// leader over the internal channel — and returns once this node's own state
+// machine has applied it, so a read on this node right after sees the write.
+// It retries only while there is no leader (nothing was written then). The
+// returned error is the command's domain error when it failed in the FSM
+// (the Result is returned too), or a cluster error.
+func (c *Cluster) Apply(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	for {
+		res, err := c.applyOnce(ctx, cmd)
+		if errors.Is(err, ErrNoLeader) {
+			if werr := c.waitForLeader(ctx); werr != nil {
+				return nil, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, err
+		}
+		if err := c.fsm.WaitForIndex(ctx, res.Index); err != nil {
+			return res, fmt.Errorf("%w: committed at index %d but not yet applied here", ErrTimeout, res.Index)
+		}
+		return res, res.Err
+	}
+}
+
+func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if c.raft.State() == raft.Leader {
+		return c.applyLocal(ctx, cmd)
+	}
+	var w wireResult
+	if err := c.forward(ctx, pathApply, bytes.NewReader(cmd), &w); err != nil {
+		return nil, err
+	}
+	return fromWire(&w), nil
+}
+
+func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	f := c.raft.Apply(cmd, remaining(ctx, c.cfg.ApplyTimeout))
+	if err := f.Error(); err != nil {
+		return nil, raftErr(err)
+	}
+	res, ok := f.Response().(*fsm.Result)
+	if !ok {
+		return nil, fmt.Errorf("fsm returned %T", f.Response())
+	}
+	return res, nil
+}
+
+// raftErr maps hashicorp/raft errors onto ours.
+func raftErr(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
+		// Both are refusals before the entry was enqueued: safe to retry.
+		return ErrNoLeader
+	case errors.Is(err, raft.ErrLeadershipLost):
+		return ErrLeadershipLost
+	case errors.Is(err, raft.ErrEnqueueTimeout):
+		return ErrTimeout
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrShutdown
+	}
+	return err
+}
+
+func (c *Cluster) waitForLeader(ctx context.Context) error {
+	t := time.NewTicker(20 * time.Millisecond)
+	defer t.Stop()
+	for {
+		if addr, _ := c.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-c.shutdownCh:
+			return ErrShutdown
+		case <-t.C:
+		}
+	}
+}
+
+// ReadBarrier makes the next local read linearizable: it learns the leader's
+// commit index (the leader first confirms it still leads) and waits until
+// this node has applied at least that far.
+func (c *Cluster) ReadBarrier(ctx context.Context) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.ApplyTimeout)
+		defer cancel()
+	}
+	for {
+		idx, err := c.readIndex(ctx)
+		if errors.Is(err, ErrNoLeader) {
+			if werr := c.waitForLeader(ctx); werr != nil {
+				return err
+			}
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if err := c.fsm.WaitForIndex(ctx, idx); err != nil {
+			return fmt.Errorf("%w: waiting to apply index %d", ErrTimeout, idx)
+		}
+		return nil
+	}
+}
+
+func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {
+	if c.raft.State() != raft.Leader {
+		var idx uint64
+		err := c.forward(ctx, pathReadIndex, nil, &idx)
+		return idx, err
+	}
+	return c.leaderReadIndex(ctx)
+}
+
+func (c *Cluster) leaderReadIndex(ctx context.Context) (uint64, error) {
+	// The Barrier commits an entry of the current term and returns once the
+	// FSM has applied everything before it, so every write acknowledged by
+	// this or an earlier leader is in the local state; VerifyLeader then
+	// proves no newer leader exists. The answer is the FSM's own index, not
+	// Raft's commit index: barrier and no-op entries never reach the FSM, so
+	// a follower waiting for such an index would wait forever.
+	if err := waitFuture(ctx, c.raft.Barrier(remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
+		return 0, raftErr(err)
+	}
+	if err := waitFuture(ctx, c.raft.VerifyLeader()); err != nil {
+		return 0, raftErr(err)
+	}
+	return c.fsm.AppliedIndex(), nil
+}
+
+func (c *Cluster) newForwardServer() *http.Server {
+	mux := http.NewServeMux()
+	mux.HandleFunc("POST "+pathApply, func(w http.ResponseWriter, r *http.Request) {
+		cmd, err := io.ReadAll(io.LimitReader(r.Body, maxForwardedCommand+1))
+		if err != nil {
+			writeWire(w, http.StatusBadRequest, toWireError(err))
+			return
+		}
+		if len(cmd) > maxForwardedCommand {
+			writeWire(w, http.StatusRequestEntityTooLarge, &wireError{Code: codeInternal, Message: "command too large"})
+			return
+		}
+		if c.raft.State() != raft.Leader {
+			writeWire(w, http.StatusServiceUnavailable, toWireError(ErrNoLeader))
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		res, err := c.applyLocal(ctx, cmd)
+		if err != nil {
+			writeWire(w, http.StatusServiceUnavailable, toWireError(err))
+			return
+		}
+		writeWire(w, http.StatusOK, toWire(res))
+	})
+	mux.HandleFunc("POST "+pathReadIndex, func(w http.ResponseWriter, r *http.Request) {
+		if c.raft.State() != raft.Leader {
+			writeWire(w, http.StatusServiceUnavailable, toWireError(ErrNoLeader))
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		idx, err := c.leaderReadIndex(ctx)
+		if err != nil {
+			writeWire(w, http.StatusServiceUnavailable, toWireError(err))
+			return
+		}
+		writeWire(w, http.StatusOK, idx)
+	})
+	mux.HandleFunc("POST "+pathTransfer, func(w http.ResponseWriter, r *http.Request) {
+		var to string
+		if err := msgpack.NewDecoder(r.Body).Decode(&to); err != nil {
+			writeWire(w, http.StatusBadRequest, toWireError(err))
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		writeWireErr(w, c.transferLocal(ctx, to))
+	})
+	mux.HandleFunc("POST "+pathRemove, func(w http.ResponseWriter, r *http.Request) {
+		var id string
+		if err := msgpack.NewDecoder(r.Body).Decode(&id); err != nil {
+			writeWire(w, http.StatusBadRequest, toWireError(err))
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		writeWireErr(w, c.removeLocal(ctx, id))
+	})
+	mux.HandleFunc("POST "+pathRestore, func(w http.ResponseWriter, r *http.Request) {
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		writeWireErr(w, c.restoreLocal(ctx, r.Body))
+	})
+	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: newStdLogger(c.logger, "forward")}
+}
+
+// maxForwardedCommand bounds one forwarded command; the API bounds request
+// bodies well below it.
+const maxForwardedCommand = 64 << 20
+
+func requestCtx(r *http.Request) (context.Context, context.CancelFunc) {
+	if ms, err := strconv.ParseInt(r.Header.Get(headerTimeout), 10, 64); err == nil && ms > 0 {
+		return context.WithTimeout(r.Context(), time.Duration(ms)*time.Millisecond)
+	}
+	return context.WithCancel(r.Context())
+}
+
+func writeWireErr(w http.ResponseWriter, err error) {
+	if err != nil {
+		status := http.StatusServiceUnavailable
+		if errors.Is(err, fsm.ErrNotFound) || errors.Is(err, fsm.ErrConflict) || errors.Is(err, fsm.ErrInvalid) || errors.Is(err, errBadSnapshot) {
+			status = http.StatusBadRequest
+		}
+		writeWire(w, status, toWireError(err))
+		return
+	}
+	writeWire(w, http.StatusOK, true)
+}
+
+func writeWire(w http.ResponseWriter, status int, v any) {
+	b, err := msgpack.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b, _ = msgpack.Marshal(&wireError{Code: codeInternal, Message: err.Error()})
+	}
+	w.Header().Set("Content-Type", contentType)
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
+}

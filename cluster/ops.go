@@ -1,0 +1,160 @@
+package cluster
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/hashicorp/raft"
+	"github.com/vmihailenco/msgpack/v5"
+)
+
+// errBadSnapshot marks an uploaded snapshot that cannot be restored; nothing
+// was changed.
+var errBadSnapshot = errors.New("invalid snapshot")
+
+// ErrBadSnapshot is returned by Restore for an upload that is not a valid
+// Chime snapshot.
+var ErrBadSnapshot = errBadSnapshot
+
+// onLeader runs local on the leader, or sends the request to it.
+func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) error, path string, arg any) error {
+	if c.raft.State() == raft.Leader {
+		return local(ctx)
+	}
+	b, err := msgpack.Marshal(arg)
+	if err != nil {
+		return err
+	}
+	return c.forward(ctx, path, bytes.NewReader(b), nil)
+}
+
+// TransferLeadership asks the leader to hand over leadership, to the node
+// `to` when given, else to the most up-to-date voter.
+func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
+	return c.onLeader(ctx, func(ctx context.Context) error { return c.transferLocal(ctx, to) }, pathTransfer, to)
+}
+
+func (c *Cluster) transferLocal(ctx context.Context, to string) error {
+	if c.raft.State() != raft.Leader {
+		return ErrNoLeader
+	}
+	var f raft.Future
+	if to == "" {
+		if c.otherVoters() == 0 {
+			return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: "no other voter to transfer leadership to"}
+		}
+		f = c.raft.LeadershipTransfer()
+	} else {
+		srv, ok := c.server(to)
+		if !ok {
+			return &fsm.Error{Kind: fsm.ErrNotFound, Code: "not_found", Message: fmt.Sprintf("no voter %q in the cluster", to), Field: "to"}
+		}
+		if string(srv.ID) == c.cfg.NodeID {
+			return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: fmt.Sprintf("%q already leads", to), Field: "to"}
+		}
+		f = c.raft.LeadershipTransferToServer(srv.ID, srv.Address)
+	}
+	if err := waitFuture(ctx, f); err != nil {
+		return fmt.Errorf("leadership transfer: %w", err)
+	}
+	return nil
+}
+
+func (c *Cluster) server(id string) (raft.Server, bool) {
+	f := c.raft.GetConfiguration()
+	if f.Error() != nil {
+		return raft.Server{}, false
+	}
+	for _, s := range f.Configuration().Servers {
+		if string(s.ID) == id {
+			return s, true
+		}
+	}
+	return raft.Server{}, false
+}
+
+// RemovePeer removes a server that is gone for good from the Raft
+// configuration. A live member is refused: the leader would add it right
+// back, and removing voters that still run is how split brains start.
+func (c *Cluster) RemovePeer(ctx context.Context, id string) error {
+	return c.onLeader(ctx, func(ctx context.Context) error { return c.removeLocal(ctx, id) }, pathRemove, id)
+}
+
+func (c *Cluster) removeLocal(ctx context.Context, id string) error {
+	if c.raft.State() != raft.Leader {
+		return ErrNoLeader
+	}
+	if id == c.cfg.NodeID {
+		return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: "cannot remove the leader: transfer leadership first"}
+	}
+	_, inConfig := c.server(id)
+	m, known := c.members.member(id)
+	if !inConfig && !known {
+		return &fsm.Error{Kind: fsm.ErrNotFound, Code: "not_found", Message: fmt.Sprintf("no peer %q", id)}
+	}
+	if known && (m.State == GossipAlive || m.State == GossipSuspect) {
+		return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: fmt.Sprintf("peer %q is %s; stop it first, or it will be added back", id, m.State)}
+	}
+	if inConfig {
+		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
+			return raftErr(err)
+		}
+	}
+	c.members.forget(id)
+	c.logger.Info("removed peer", "peer_id", id)
+	return nil
+}
+
+// Restore replaces the whole cluster state with the snapshot read from r.
+// The upload is spooled to a temporary file and fully validated before Raft
+// sees it: a bad file changes nothing.
+func (c *Cluster) Restore(ctx context.Context, r io.Reader) error {
+	if c.raft.State() == raft.Leader {
+		return c.restoreLocal(ctx, r)
+	}
+	return c.forward(ctx, pathRestore, r, nil)
+}
+
+func (c *Cluster) restoreLocal(ctx context.Context, r io.Reader) error {
+	if c.raft.State() != raft.Leader {
+		return ErrNoLeader
+	}
+	tmp, err := os.CreateTemp(c.cfg.DataDir, "restore-*.snap")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	defer tmp.Close()
+	size, err := io.Copy(tmp, r)
+	if err != nil {
+		return fmt.Errorf("receive snapshot: %w", err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	hdr, err := fsm.ReadSnapshotHeader(tmp)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	// Decode it all into a scratch state machine first.
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	if err := fsm.New(c.logger).Restore(io.NopCloser(tmp)); err != nil {
+		return fmt.Errorf("%w: %v", errBadSnapshot, err)
+	}
+	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
+		return err
+	}
+	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: hdr.Index, Term: hdr.Term, Size: size}
+	c.logger.Warn("restoring cluster state from snapshot", "snapshot_index", hdr.Index, "bytes", size)
+	if err := c.raft.Restore(meta, tmp, remaining(ctx, c.cfg.ApplyTimeout)); err != nil {
+		return fmt.Errorf("restore: %w", raftErr(err))
+	}
+	return nil
+}
