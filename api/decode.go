@@ -1,0 +1,134 @@
+package api
+
+import (
+	"bytes"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+)
+
+// Limits on requests; documented in docs/api.md and the OpenAPI document.
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultListLimit    = 100
+	MaxListLimit        = 500
+)
+
+// decodeJSON reads a JSON object into v strictly: the body must fit the
+// limit, be one JSON value, and name no unknown field. Errors name the field.
+func (s *Server) decodeJSON(c *gin.Context, v any) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.Writer, c.Request.Body, s.cfg.MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return &Error{Status: http.StatusRequestEntityTooLarge, Code: "payload_too_large",
+				Message: fmt.Sprintf("request body exceeds %d bytes", mbe.Limit)}
+		}
+		return badRequest("", "cannot read request body: "+err.Error())
+	}
+	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
+			Message: fmt.Sprintf("Content-Type %q: send application/json", ct)}
+	}
+	if len(bytes.TrimSpace(body)) == 0 {
+		return badRequest("", "request body is empty: send a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(body))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if dec.More() {
+		return badRequest("", "request body holds more than one JSON value")
+	}
+	var extra json.RawMessage
+	if err := dec.Decode(&extra); err != io.EOF {
+		return badRequest("", "request body holds more than one JSON value")
+	}
+	return nil
+}
+
+// jsonError turns encoding/json's errors into a 400 that names the field.
+func jsonError(err error) error {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return badRequest("", fmt.Sprintf("malformed JSON at byte %d: %v", se.Offset, se))
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			return badRequest("", fmt.Sprintf("request body must be a JSON object, not %s", te.Value))
+		}
+		return badRequest(field, fmt.Sprintf("%s must be %s, not %s", field, jsonTypeName(te.Type.Kind().String()), te.Value))
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return badRequest("", "malformed JSON: unexpected end of body")
+	}
+	msg := err.Error()
+	if rest, ok := strings.CutPrefix(msg, "json: unknown field "); ok {
+		name, _ := strconv.Unquote(rest)
+		return badRequest(name, fmt.Sprintf("unknown field %s", rest))
+	}
+	var fe *Error
+	if errors.As(err, &fe) {
+		return fe
+	}
+	return badRequest("", "invalid JSON: "+msg)
+}
+
+func jsonTypeName(kind string) string {
+	switch kind {
+	case "string":
+		return "a string"
+	case "bool":
+		return "a boolean"
+	case "slice", "array":
+		return "an array"
+	case "map", "struct":
+		return "an object"
+	case "int", "int8", "int16", "int32", "int64", "uint", "uint8", "uint16", "uint32", "uint64":
+		return "an integer"
+	case "float32", "float64":
+		return "a number"
+	}
+	return "a " + kind
+}
+
+// listParams reads ?limit= and ?cursor= (an opaque token we issued).
+func listParams(c *gin.Context) (limit int, after string, err error) {
+	limit = DefaultListLimit
+	if v := c.Query("limit"); v != "" {
+		n, perr := strconv.Atoi(v)
+		if perr != nil || n < 1 || n > MaxListLimit {
+			return 0, "", badRequest("limit", fmt.Sprintf("limit must be an integer from 1 to %d", MaxListLimit))
+		}
+		limit = n
+	}
+	if v := c.Query("cursor"); v != "" {
+		b, derr := base64.RawURLEncoding.DecodeString(v)
+		if derr != nil || len(b) == 0 {
+			return 0, "", badRequest("cursor", "cursor is not one this API issued; pass nextCursor from a previous page")
+		}
+		after = string(b)
+	}
+	return limit, after, nil
+}
+
+// listBody is the shape of every list: {"items": [...], "nextCursor": "..." | null}.
+func listBody[T any](items []T, next string) gin.H {
+	if items == nil {
+		items = []T{}
+	}
+	var cursor any
+	if next != "" {
+		cursor = base64.RawURLEncoding.EncodeToString([]byte(next))
+	}
+	return gin.H{"items": items, "nextCursor": cursor}
+}

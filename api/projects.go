@@ -1,0 +1,130 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"regexp"
+	"time"
+	"unicode/utf8"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
+)
+
+// DefaultProject exists from bootstrap and cannot be deleted.
+const DefaultProject = "default"
+
+// Limits on names and descriptions, shared by every resource.
+const (
+	MaxNameLen        = 200
+	MaxDescriptionLen = 2000
+	maxProjectNameLen = 63
+)
+
+// Project names appear in URLs and in ?project=, so they are URL-safe slugs.
+var projectNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
+
+type projectJSON struct {
+	Name        string    `json:"name"`
+	Description string    `json:"description,omitempty"`
+	CreatedAt   time.Time `json:"createdAt"`
+	UpdatedAt   time.Time `json:"updatedAt"`
+}
+
+func projectOut(p *fsm.Project) projectJSON {
+	return projectJSON{Name: p.Name, Description: p.Description, CreatedAt: p.CreatedAt.Time(), UpdatedAt: p.UpdatedAt.Time()}
+}
+
+type createProjectRequest struct {
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+func validateProjectName(field, name string) error {
+	switch {
+	case name == "":
+		return badRequest(field, "name is required")
+	case len(name) > maxProjectNameLen:
+		return badRequest(field, fmt.Sprintf("name is longer than %d characters", maxProjectNameLen))
+	case !projectNamePattern.MatchString(name):
+		return badRequest(field, "name must be lowercase letters, digits and '-', starting and ending with a letter or digit")
+	}
+	return nil
+}
+
+func validateDescription(field, d string) error {
+	if utf8.RuneCountInString(d) > MaxDescriptionLen {
+		return badRequest(field, fmt.Sprintf("description is longer than %d characters", MaxDescriptionLen))
+	}
+	return nil
+}
+
+func (s *Server) createProject(c *gin.Context) {
+	var req createProjectRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	if err := validateProjectName("name", req.Name); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	if err := validateDescription("description", req.Description); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	now := fsm.MillisOf(s.cfg.Now())
+	cmd, err := fsm.ProjectCreateCommand(fsm.Project{Name: req.Name, Description: req.Description, CreatedAt: now, UpdatedAt: now})
+	if err := s.apply(c, cmd, err); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	p, err := s.cfg.Cluster.FSM().State().Project(req.Name)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusCreated, projectOut(p))
+}
+
+func (s *Server) listProjects(c *gin.Context) {
+	limit, after, err := listParams(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	st, err := s.state(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ps, next := st.Projects(after, limit)
+	items := make([]projectJSON, 0, len(ps))
+	for _, p := range ps {
+		items = append(items, projectOut(p))
+	}
+	c.JSON(http.StatusOK, listBody(items, next))
+}
+
+func (s *Server) getProject(c *gin.Context) {
+	st, err := s.state(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	p, err := st.Project(c.Param("name"))
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusOK, projectOut(p))
+}
+
+func (s *Server) deleteProject(c *gin.Context) {
+	cmd, err := fsm.Encode(fsm.CmdProjectDelete, fsm.ProjectDelete{Name: c.Param("name")})
+	if err := s.apply(c, cmd, err); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.Status(http.StatusNoContent)
+}

@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"syscall"
+	"time"
+
+	"github.com/chime-sched/chime/api"
+	"github.com/chime-sched/chime/cluster"
+	"github.com/chime-sched/chime/fsm"
+)
+
+type agentFlags struct {
+	config                            string
+	nodeID, dataDir                   string
+	httpAddr, raftAddr, gossipAddr    string
+	advHTTP, advRaft, advGossip       string
+	join                              listFlag
+	bootstrapExpect                   int
+	clusterName, clusterKey           string
+	pollInterval                      time.Duration
+	logLevel, logFormat               string
+	heartbeatTimeout, electionTimeout time.Duration
+	snapshotThreshold                 uint64
+	shutdownTimeout                   time.Duration
+	maxBodyBytes                      int64
+}
+
+func agentFlagSet(f *agentFlags) *flag.FlagSet {
+	fs := flag.NewFlagSet("chime agent", flag.ContinueOnError)
+	fs.StringVar(&f.config, "config", "", "YAML file of settings (keys are these flag names)")
+	fs.StringVar(&f.nodeID, "node-id", "", "permanent node id (default: stored in the data dir, else generated)")
+	fs.StringVar(&f.dataDir, "data-dir", "./chime-data", "directory for the Raft log, snapshots and the node id")
+	fs.StringVar(&f.httpAddr, "http-addr", "127.0.0.1:8700", "address of the HTTP API and dashboard")
+	fs.StringVar(&f.raftAddr, "raft-addr", "127.0.0.1:8701", "address for Raft and internal RPC (TCP)")
+	fs.StringVar(&f.gossipAddr, "gossip-addr", "127.0.0.1:8702", "address for gossip membership (TCP and UDP)")
+	fs.StringVar(&f.advHTTP, "advertise-http-addr", "", "HTTP address other nodes and clients are told (default: --http-addr)")
+	fs.StringVar(&f.advRaft, "advertise-raft-addr", "", "Raft address other nodes dial (default: --raft-addr)")
+	fs.StringVar(&f.advGossip, "advertise-gossip-addr", "", "gossip address other nodes dial (default: --gossip-addr)")
+	fs.Var(&f.join, "join", "gossip address(es) of existing nodes, comma-separated")
+	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", -1, "form a new cluster once this many servers see each other (default: 1 without --join, else 0 = join only)")
+	fs.StringVar(&f.clusterName, "cluster-name", "chime", "cluster name; nodes of other clusters are refused")
+	fs.StringVar(&f.clusterKey, "cluster-key", "", "shared secret: encrypts gossip and authenticates internal calls (required for more than one node)")
+	fs.DurationVar(&f.pollInterval, "poll-interval", time.Second, "longest the leader's poller sleeps between checks for due work (1m reproduces once-a-minute schedulers)")
+	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
+	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
+	fs.DurationVar(&f.heartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat timeout (default 1s)")
+	fs.DurationVar(&f.electionTimeout, "raft-election-timeout", 0, "Raft election timeout (default 1s)")
+	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 8192)")
+	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
+	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted JSON request body")
+	return fs
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var lvl slog.Level
+	if err := lvl.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: lvl}
+	switch format {
+	case "text":
+		return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+	case "json":
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return nil, fmt.Errorf("--log-format %q: use text or json", format)
+}
+
+func runAgent(args []string) int {
+	var f agentFlags
+	fs := agentFlagSet(&f)
+	if err := loadSettings(fs, args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0
+		}
+		fmt.Fprintln(os.Stderr, "chime agent:", err)
+		return 2
+	}
+	logger, err := newLogger(f.logLevel, f.logFormat)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chime agent:", err)
+		return 2
+	}
+	if err := runAgentWith(f, logger); err != nil {
+		logger.Error("agent stopped", "error", err)
+		fmt.Fprintln(os.Stderr, "chime agent:", err)
+		return 1
+	}
+	return 0
+}
+
+func runAgentWith(f agentFlags, logger *slog.Logger) error {
+	if f.pollInterval < 10*time.Millisecond || f.pollInterval > time.Hour {
+		return fmt.Errorf("--poll-interval %s: use a value from 10ms to 1h", f.pollInterval)
+	}
+	if f.bootstrapExpect < 0 {
+		f.bootstrapExpect = 1
+		if len(f.join) > 0 {
+			f.bootstrapExpect = 0
+		}
+	}
+	if f.bootstrapExpect > 1 && f.clusterKey == "" {
+		logger.Warn("no --cluster-key: gossip is unencrypted and internal calls are not authenticated; set one for any real cluster")
+	}
+	nodeID, err := cluster.LoadNodeID(f.dataDir, f.nodeID)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("node_id", nodeID)
+	advHTTP := f.advHTTP
+	if advHTTP == "" {
+		advHTTP = f.httpAddr
+		if host, _, err := net.SplitHostPort(f.httpAddr); err == nil {
+			if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+				return fmt.Errorf("--http-addr %s binds every interface: set --advertise-http-addr to the address clients use", f.httpAddr)
+			}
+		}
+	}
+	httpLn, err := net.Listen("tcp", f.httpAddr)
+	if err != nil {
+		return fmt.Errorf("listen on --http-addr %s: %w", f.httpAddr, err)
+	}
+	state := fsm.New(logger)
+	c, err := cluster.New(cluster.Config{
+		NodeID: nodeID, DataDir: f.dataDir,
+		RaftAddr: f.raftAddr, AdvertiseRaftAddr: f.advRaft,
+		GossipAddr: f.gossipAddr, AdvertiseGossipAddr: f.advGossip,
+		HTTPAddr: advHTTP, Join: f.join, BootstrapExpect: f.bootstrapExpect,
+		ClusterName: f.clusterName, ClusterKey: f.clusterKey, Version: version,
+		Logger: logger, FSM: state,
+		HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
+		LeaderLeaseTimeout: minDur(f.heartbeatTimeout, f.electionTimeout) / 2,
+		SnapshotThreshold:  f.snapshotThreshold,
+	})
+	if err != nil {
+		httpLn.Close()
+		return err
+	}
+	apiServer := api.New(api.Config{Cluster: c, Logger: logger, Version: version, MaxBodyBytes: f.maxBodyBytes})
+	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger}); err != nil {
+		httpLn.Close()
+		_ = c.Shutdown(context.Background())
+		return err
+	}
+	srv := &http.Server{
+		Handler:           apiServer.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
+	}
+	serveErr := make(chan error, 1)
+	go func() { serveErr <- srv.Serve(httpLn) }()
+	logger.Info("chime agent started", "version", version, "http_addr", advHTTP, "raft_addr", c.RaftAddr(),
+		"gossip_addr", f.gossipAddr, "data_dir", f.dataDir, "bootstrap_expect", f.bootstrapExpect, "poll_interval", f.pollInterval)
+
+	sigs := make(chan os.Signal, 1)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	defer signal.Stop(sigs)
+	var runErr error
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down", "signal", sig.String())
+	case err := <-serveErr:
+		runErr = fmt.Errorf("http server: %w", err)
+	}
+	// Reverse order of construction: stop taking requests, then leave the
+	// cluster (leadership transfer first), then close the stores.
+	ctx, cancel := context.WithTimeout(context.Background(), f.shutdownTimeout)
+	defer cancel()
+	if err := srv.Shutdown(ctx); err != nil {
+		logger.Warn("http shutdown", "error", err)
+	}
+	if err := c.Shutdown(ctx); err != nil {
+		logger.Warn("cluster shutdown", "error", err)
+	}
+	logger.Info("stopped")
+	return runErr
+}
+
+// minDur is the smaller non-zero of a and b (0 when both are 0).
+func minDur(a, b time.Duration) time.Duration {
+	if a == 0 {
+		return b
+	}
+	if b == 0 || a < b {
+		return a
+	}
+	return b
+}
