@@ -290,3 +290,33 @@ func TestSnapshotDownloadAndRestore(t *testing.T) {
 		t.Fatalf("write after restore: %d %s", r.status, r.raw)
 	}
 }
+
+func TestContentTypes(t *testing.T) {
+	srv := newSingleNode(t)
+	cases := []struct {
+		ct     string
+		status int
+	}{
+		{"application/json", 201},
+		{"application/json; charset=utf-8", 201},
+		{"application/x-www-form-urlencoded", 201}, // curl -d without -H
+		{"", 201},
+		{"text/xml", 415},
+		{"multipart/form-data; boundary=x", 415},
+	}
+	for i, tt := range cases {
+		req, _ := http.NewRequest("POST", srv.URL+"/v1/projects", strings.NewReader(fmt.Sprintf(`{"name":"ct%d"}`, i)))
+		if tt.ct != "" {
+			req.Header.Set("Content-Type", tt.ct)
+		}
+		resp, err := srv.Client().Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != tt.status {
+			t.Errorf("Content-Type %q: status %d, want %d: %s", tt.ct, resp.StatusCode, tt.status, body)
+		}
+	}
+}

@@ -33,7 +33,7 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 		}
 		return badRequest("", "cannot read request body: "+err.Error())
 	}
-	if ct := c.ContentType(); ct != "" && ct != "application/json" {
+	if ct := c.ContentType(); !jsonContentType(ct) {
 		return &Error{Status: http.StatusUnsupportedMediaType, Code: "unsupported_media_type",
 			Message: fmt.Sprintf("Content-Type %q: send application/json", ct)}
 	}
@@ -53,6 +53,19 @@ func (s *Server) decodeJSON(c *gin.Context, v any) error {
 		return badRequest("", "request body holds more than one JSON value")
 	}
 	return nil
+}
+
+// jsonContentType accepts JSON, no type at all, and curl's default for -d
+// (application/x-www-form-urlencoded): the body is parsed as JSON either way,
+// and refusing `curl -d '{...}'` would only punish the most common client.
+func jsonContentType(ct string) bool {
+	switch {
+	case ct == "", ct == "application/json", ct == "application/x-www-form-urlencoded":
+		return true
+	case strings.HasPrefix(ct, "application/") && strings.HasSuffix(ct, "+json"):
+		return true
+	}
+	return false
 }
 
 // jsonError turns encoding/json's errors into a 400 that names the field.

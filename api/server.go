@@ -73,6 +73,7 @@ func New(cfg Config) *Server {
 	v1 := e.Group("/v1")
 	v1.GET("/health", s.health)
 	v1.GET("/ready", s.ready)
+	v1.GET("/openapi.json", s.openapi)
 
 	v1.GET("/cluster/status", s.clusterStatus)
 	v1.POST("/cluster/transfer-leadership", s.transferLeadership)

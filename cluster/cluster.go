@@ -162,7 +162,7 @@ func New(cfg Config) (*Cluster, error) {
 	}
 	c := &Cluster{
 		cfg:          cfg,
-		logger:       cfg.Logger.With("node_id", cfg.NodeID),
+		logger:       cfg.Logger, // the caller's logger already carries node_id
 		fsm:          cfg.FSM,
 		leaderNotify: make(chan bool, 16),
 		shutdownCh:   make(chan struct{}),

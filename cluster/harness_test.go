@@ -60,7 +60,7 @@ func (n *testNode) start(t *testing.T) {
 		NodeID: n.id, DataDir: n.dir,
 		RaftAddr: n.raftAddr, GossipAddr: n.gossipAddr, HTTPAddr: "127.0.0.1:0",
 		Join: n.join, BootstrapExpect: n.expect, ClusterName: "test", ClusterKey: n.key, Version: "test",
-		Logger: testLogger(t), FSM: fsm.New(testLogger(t)),
+		Logger: testLogger(t).With("node_id", n.id), FSM: fsm.New(testLogger(t)),
 		ApplyTimeout: 5 * time.Second, ReconcileInterval: 300 * time.Millisecond,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,

@@ -196,7 +196,7 @@ func (m *membership) record(n *memberlist.Node, state string) {
 	m.members[meta.ID] = &Member{nodeMeta: meta, State: state}
 	m.mu.Unlock()
 	if prev == nil || prev.State != state {
-		m.logger.Info("member state", "node_id", meta.ID, "state", state, "raft_addr", meta.RaftAddr, "http_addr", meta.HTTPAddr)
+		m.logger.Info("member state", "peer_id", meta.ID, "state", state, "raft_addr", meta.RaftAddr, "http_addr", meta.HTTPAddr)
 	}
 	m.notify()
 }
