@@ -202,8 +202,8 @@ func TestBadInputIsA4xxWithTheField(t *testing.T) {
 	srv := newSingleNode(t)
 	cases := []struct {
 		name, method, path, body string
-		status                    int
-		code, field               string
+		status                   int
+		code, field              string
 	}{
 		{"malformed JSON", "POST", "/v1/projects", `{"name":`, 400, "invalid_request", ""},
 		{"not an object", "POST", "/v1/projects", `[1,2]`, 400, "invalid_request", ""},
