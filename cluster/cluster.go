@@ -231,6 +231,9 @@ func (c *Cluster) openRaft() error {
 	if err := raft.ValidateConfig(rc); err != nil {
 		return fmt.Errorf("raft config: %w", err)
 	}
+	if err := c.recoverFromPeersFile(rc, raftDir, logs, snaps); err != nil {
+		return err
+	}
 	hasState, err := raft.HasExistingState(logs, store, snaps)
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
@@ -255,6 +258,31 @@ func (c *Cluster) openRaft() error {
 		return err
 	}
 	c.fwdClient = newForwardClient(tr)
+	return nil
+}
+
+// recoverFromPeersFile handles the lost-quorum procedure: an operator writes
+// raft/peers.json with the surviving servers on every survivor; at start-up
+// it replaces the Raft configuration once and is deleted.
+func (c *Cluster) recoverFromPeersFile(rc *raft.Config, raftDir string, logs raft.LogStore, snaps raft.SnapshotStore) error {
+	path := filepath.Join(raftDir, "peers.json")
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	conf, err := raft.ReadConfigJSON(path)
+	if err != nil {
+		return fmt.Errorf("recovery file %s: %w", path, err)
+	}
+	c.logger.Warn("recovering raft configuration from peers.json", "path", path, "servers", len(conf.Servers))
+	// RecoverCluster replays state into an FSM of its own; ours is restored
+	// again by NewRaft right after.
+	if err := raft.RecoverCluster(rc, fsm.New(c.logger), logs, c.store, snaps, c.netTrans, conf); err != nil {
+		return fmt.Errorf("recover cluster from %s: %w", path, err)
+	}
+	if err := os.Remove(path); err != nil {
+		return fmt.Errorf("recovery done but %s could not be deleted: %w", path, err)
+	}
+	c.logger.Warn("raft configuration recovered; peers.json deleted")
 	return nil
 }
 

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -291,5 +293,38 @@ func TestFullClusterRestartKeepsState(t *testing.T) {
 			}
 			return true
 		})
+	}
+}
+
+// TestPeersJSONRecoversLostQuorum: two of three nodes are lost for good; the
+// survivor cannot elect itself until peers.json names it alone.
+func TestPeersJSONRecoversLostQuorum(t *testing.T) {
+	tc := newTestCluster(t, 3)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if err := createProject(ctx, tc.follower().c, "survives"); err != nil {
+		t.Fatal(err)
+	}
+	survivor := tc.nodes[0]
+	eventually(t, 2*time.Second, "replicated to survivor", func() bool { return hasProject(survivor.c, "survives") })
+	for _, n := range tc.nodes {
+		n.c.Kill()
+		n.c = nil
+	}
+	survivor.join = nil
+	peers := fmt.Sprintf(`[{"id":%q,"address":%q,"non_voter":false}]`, survivor.id, survivor.raftAddr)
+	if err := os.WriteFile(filepath.Join(survivor.dir, "raft", "peers.json"), []byte(peers), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	survivor.start(t)
+	eventually(t, 10*time.Second, "survivor leads alone", func() bool { return survivor.c.IsLeader() })
+	if !hasProject(survivor.c, "survives") {
+		t.Fatal("state lost in recovery")
+	}
+	if err := createProject(ctx, survivor.c, "after-recovery"); err != nil {
+		t.Fatalf("write after recovery: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(survivor.dir, "raft", "peers.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatal("peers.json must be deleted after recovery")
 	}
 }
