@@ -58,6 +58,22 @@ func (a *applier) command(data []byte, nested bool) *Result {
 			break
 		}
 		res.Err = errOf(a.deleteRecord(def, b.ID, b.IfIndex))
+	case CmdFire:
+		var b Fire
+		a.decode(t, body, &b)
+		res.Results = a.fire(&b)
+	case CmdDeliveryResults:
+		var b DeliveryResults
+		a.decode(t, body, &b)
+		res.Results = a.deliveryResults(&b)
+	case CmdAssign:
+		var b Assign
+		a.decode(t, body, &b)
+		res.Results = a.assign(&b)
+	case CmdPrune:
+		var b Prune
+		a.decode(t, body, &b)
+		res = a.prune(&b)
 	default:
 		if t&IgnorableFlag != 0 {
 			res.Ignored = true

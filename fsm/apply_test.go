@@ -560,7 +560,7 @@ func TestUnknownAndCorruptCommands(t *testing.T) {
 	}{
 		{"unknown ignorable", []byte{0x80 | 0x05, 0x81, 0xa1, 'x', 0x01}, ""},
 		{"unknown ignorable with any body", []byte{0xff, 0xc1, 0xc1}, ""},
-		{"unknown non-ignorable", []byte{0x07, 0x80}, "unknown command type 7 (0x07) at raft index 2"},
+		{"unknown non-ignorable", []byte{0x7f, 0x80}, "unknown command type 127 (0x7f) at raft index 2"},
 		{"type zero", []byte{0x00}, "unknown command type 0"},
 		{"empty command", nil, "empty command at raft index 2"},
 		{"corrupt put body", []byte{byte(CmdPut), 0xc1}, "corrupt put command at raft index 2"},

@@ -21,21 +21,29 @@ const IgnorableFlag CommandType = 0x80
 // same thing forever: append new types at the end, never renumber or reuse
 // one. 0 is never valid, so a zeroed buffer is not mistaken for a command.
 const (
-	CmdBatch         CommandType = 1 // Batch
-	CmdBootstrap     CommandType = 2 // Bootstrap
-	CmdProjectCreate CommandType = 3 // ProjectCreate
-	CmdProjectDelete CommandType = 4 // ProjectDelete
-	CmdPut           CommandType = 5 // Put
-	CmdDelete        CommandType = 6 // Delete
+	CmdBatch           CommandType = 1  // Batch
+	CmdBootstrap       CommandType = 2  // Bootstrap
+	CmdProjectCreate   CommandType = 3  // ProjectCreate
+	CmdProjectDelete   CommandType = 4  // ProjectDelete
+	CmdPut             CommandType = 5  // Put
+	CmdDelete          CommandType = 6  // Delete
+	CmdFire            CommandType = 7  // Fire: a poller tick or a manual trigger
+	CmdDeliveryResults CommandType = 8  // DeliveryResults
+	CmdAssign          CommandType = 9  // Assign: reassignment after node loss or lease expiry
+	CmdPrune           CommandType = 10 // Prune: retention
 )
 
 var commandNames = map[CommandType]string{
-	CmdBatch:         "batch",
-	CmdBootstrap:     "bootstrap",
-	CmdProjectCreate: "project_create",
-	CmdProjectDelete: "project_delete",
-	CmdPut:           "put",
-	CmdDelete:        "delete",
+	CmdBatch:           "batch",
+	CmdBootstrap:       "bootstrap",
+	CmdProjectCreate:   "project_create",
+	CmdProjectDelete:   "project_delete",
+	CmdPut:             "put",
+	CmdDelete:          "delete",
+	CmdFire:            "fire",
+	CmdDeliveryResults: "delivery_results",
+	CmdAssign:          "assign",
+	CmdPrune:           "prune",
 }
 
 func (t CommandType) String() string {

@@ -137,38 +137,42 @@ type Endpoint struct {
 
 // Job is a schedule plus a target (inline callback and/or event type).
 type Job struct {
-	ID               string            `msgpack:"id,omitempty"`
-	Project          string            `msgpack:"proj,omitempty"`
-	Name             string            `msgpack:"name,omitempty"`
-	Description      string            `msgpack:"desc,omitempty"`
-	Status           string            `msgpack:"status,omitempty"`
-	ScheduleKind     string            `msgpack:"skind,omitempty"`
-	Schedule         []byte            `msgpack:"sched,omitempty"` // owned by scheduler/; never interpreted here
-	CallbackURL      string            `msgpack:"url,omitempty"`
-	Method           string            `msgpack:"method,omitempty"`
-	Headers          map[string]string `msgpack:"hdrs,omitempty"`
-	Payload          []byte            `msgpack:"payload,omitempty"` // raw JSON
-	EventType        string            `msgpack:"etype,omitempty"`
-	SigningSecret    string            `msgpack:"sigsec,omitempty"`
-	IdempotencyKey   string            `msgpack:"idem,omitempty"`
-	CorrelationID    string            `msgpack:"corr,omitempty"`
-	Retry            RetryPolicy       `msgpack:"retry,omitempty"`
-	TimeoutMs        int64             `msgpack:"tmo,omitempty"`
-	CooldownMs       int64             `msgpack:"cool,omitempty"`
-	MisfireGraceMs   int64             `msgpack:"grace,omitempty"`
-	CatchUp          string            `msgpack:"catchup,omitempty"`
-	NextFireAt       Millis            `msgpack:"next,omitempty"`   // 0 = none
-	Cursor           []byte            `msgpack:"cursor,omitempty"` // opaque scheduler state
-	OccurrenceCount  int64             `msgpack:"occs,omitempty"`
-	LastOccurrenceID string            `msgpack:"lastocc,omitempty"`
-	LastFiredAt      Millis            `msgpack:"lastfire,omitempty"`
-	LastCompletedAt  Millis            `msgpack:"lastdone,omitempty"`
-	SeriesID         string            `msgpack:"series,omitempty"`
-	CreatedBy        string            `msgpack:"by,omitempty"`
-	CreatedAt        Millis            `msgpack:"cat,omitempty"`
-	UpdatedAt        Millis            `msgpack:"uat,omitempty"`
-	CreateIndex      uint64            `msgpack:"ci,omitempty"`
-	ModifyIndex      uint64            `msgpack:"mi,omitempty"`
+	ID             string            `msgpack:"id,omitempty"`
+	Project        string            `msgpack:"proj,omitempty"`
+	Name           string            `msgpack:"name,omitempty"`
+	Description    string            `msgpack:"desc,omitempty"`
+	Status         string            `msgpack:"status,omitempty"`
+	ScheduleKind   string            `msgpack:"skind,omitempty"`
+	Schedule       []byte            `msgpack:"sched,omitempty"` // owned by scheduler/; never interpreted here
+	CallbackURL    string            `msgpack:"url,omitempty"`
+	Method         string            `msgpack:"method,omitempty"`
+	Headers        map[string]string `msgpack:"hdrs,omitempty"`
+	Payload        []byte            `msgpack:"payload,omitempty"` // raw JSON
+	EventType      string            `msgpack:"etype,omitempty"`
+	SigningSecret  string            `msgpack:"sigsec,omitempty"`
+	IdempotencyKey string            `msgpack:"idem,omitempty"`
+	CorrelationID  string            `msgpack:"corr,omitempty"`
+	Retry          RetryPolicy       `msgpack:"retry,omitempty"`
+	TimeoutMs      int64             `msgpack:"tmo,omitempty"`
+	CooldownMs     int64             `msgpack:"cool,omitempty"`
+	MisfireGraceMs int64             `msgpack:"grace,omitempty"`
+	CatchUp        string            `msgpack:"catchup,omitempty"`
+	// ManualCompletion keeps occurrences pending until completed or skipped
+	// by hand (a reminder, as in 000) instead of completing them once their
+	// deliveries finish (a callback, as in 002).
+	ManualCompletion bool   `msgpack:"mancomp,omitempty"`
+	NextFireAt       Millis `msgpack:"next,omitempty"`   // 0 = none
+	Cursor           []byte `msgpack:"cursor,omitempty"` // opaque scheduler state
+	OccurrenceCount  int64  `msgpack:"occs,omitempty"`
+	LastOccurrenceID string `msgpack:"lastocc,omitempty"`
+	LastFiredAt      Millis `msgpack:"lastfire,omitempty"`
+	LastCompletedAt  Millis `msgpack:"lastdone,omitempty"`
+	SeriesID         string `msgpack:"series,omitempty"`
+	CreatedBy        string `msgpack:"by,omitempty"`
+	CreatedAt        Millis `msgpack:"cat,omitempty"`
+	UpdatedAt        Millis `msgpack:"uat,omitempty"`
+	CreateIndex      uint64 `msgpack:"ci,omitempty"`
+	ModifyIndex      uint64 `msgpack:"mi,omitempty"`
 }
 
 // Occurrence is one firing of a job, numbered within the job.

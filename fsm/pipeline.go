@@ -1,0 +1,420 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+)
+
+// The fire-and-deliver pipeline's commands. The leader's poller and the
+// nodes' dispatchers decide (what fires, where a delivery runs, when it is
+// retried); these commands check those decisions against the current state
+// and store them. Every item of a command is applied all-or-nothing and gets
+// its own result, so one stale item never blocks the rest of a tick.
+
+// EndpointFailureLimit is how many consecutive dead-lettered deliveries
+// disable an endpoint (001).
+const EndpointFailureLimit = 10
+
+// EventEndpointDisabled is the event type emitted when an endpoint is
+// disabled automatically.
+const EventEndpointDisabled = "endpoint.disabled"
+
+// Fire is one poller tick or one manual trigger.
+type Fire struct {
+	At     Millis      `msgpack:"at,omitempty"`
+	Jobs   []JobFire   `msgpack:"jobs,omitempty"`
+	Events []EventFire `msgpack:"events,omitempty"`
+}
+
+// JobFire is what one job does in a tick.
+type JobFire struct {
+	// Job is the job as it must be afterwards (next fire time, cursor,
+	// counts, status). Its ModifyIndex must equal the stored job's: a job
+	// changed since the poller read it is refused (ErrConflict) and simply
+	// planned again from the new state on the next tick.
+	Job Job `msgpack:"job"`
+	// Occurrence is the occurrence created, if any (catch-up "none" may only
+	// advance the job). An occurrence whose identity key already exists is
+	// refused: a slot can never become two occurrences.
+	Occurrence *Occurrence `msgpack:"occ,omitempty"`
+	// Missed lists the job's older occurrences to mark missed; those that
+	// are no longer pending are left alone.
+	Missed []string `msgpack:"missed,omitempty"`
+	// Deliveries are the new deliveries, already placed (AssignedNode,
+	// LeaseUntil); Apply sets their Fence to the command's Raft index.
+	Deliveries []Delivery `msgpack:"dels,omitempty"`
+}
+
+// EventFire publishes one due event with its deliveries.
+type EventFire struct {
+	EventID    string     `msgpack:"id"`
+	IfIndex    uint64     `msgpack:"ifidx"`
+	Deliveries []Delivery `msgpack:"dels,omitempty"`
+}
+
+// DeliveryResults reports finished attempts, in batches.
+type DeliveryResults struct {
+	At      Millis           `msgpack:"at,omitempty"`
+	Results []DeliveryResult `msgpack:"results,omitempty"`
+}
+
+// DeliveryResult is the outcome of one attempt by the node holding the
+// delivery's assignment.
+type DeliveryResult struct {
+	DeliveryID string `msgpack:"id"`
+	// Fence is the assignment the attempt ran under; a result for any other
+	// (older) assignment is refused, so a node that was too slow or cut off
+	// cannot overwrite a newer attempt.
+	Fence uint64 `msgpack:"fence"`
+	// Attempt describes the HTTP call; its Number and Fence are set by Apply.
+	Attempt Attempt `msgpack:"att"`
+	// Status is succeeded, retry_scheduled or dead_letter.
+	Status string `msgpack:"status"`
+	// NextAttemptAt and LeaseUntil are set for retry_scheduled: the node
+	// keeps the delivery and must report again by LeaseUntil.
+	NextAttemptAt Millis `msgpack:"next,omitempty"`
+	LeaseUntil    Millis `msgpack:"lease,omitempty"`
+	// Gone: the receiver answered 410, so its endpoint is disabled.
+	Gone bool `msgpack:"gone,omitempty"`
+}
+
+// Assign moves deliveries to other nodes (their node died or their lease
+// passed). It does not consume an attempt.
+type Assign struct {
+	At          Millis       `msgpack:"at,omitempty"`
+	Assignments []Assignment `msgpack:"asg,omitempty"`
+}
+
+// Assignment gives one delivery a new node, fence and lease, if its fence is
+// still IfFence.
+type Assignment struct {
+	DeliveryID    string `msgpack:"id"`
+	IfFence       uint64 `msgpack:"iffence"`
+	Node          string `msgpack:"node"`
+	LeaseUntil    Millis `msgpack:"lease"`
+	NextAttemptAt Millis `msgpack:"next,omitempty"` // 0 keeps the current due time
+}
+
+// Prune removes history older than the retention period: terminal
+// deliveries (with their attempts) and terminal occurrences that no active
+// delivery still refers to, completed at or before Before, at most Limit of
+// each per command.
+type Prune struct {
+	Before Millis `msgpack:"before"`
+	Limit  int    `msgpack:"limit"`
+}
+
+func (a *applier) state() *State { return &State{txn: a.txn} }
+
+// fire applies a Fire; one result per job, then one per event.
+func (a *applier) fire(f *Fire) []*Result {
+	out := make([]*Result, 0, len(f.Jobs)+len(f.Events))
+	for i := range f.Jobs {
+		out = append(out, &Result{Index: a.index, Err: errOf(a.jobFire(f.At, &f.Jobs[i]))})
+	}
+	for i := range f.Events {
+		out = append(out, &Result{Index: a.index, Err: errOf(a.eventFire(f.At, &f.Events[i]))})
+	}
+	return out
+}
+
+func (a *applier) jobFire(at Millis, jf *JobFire) *Error {
+	job := jf.Job
+	cur, _ := a.first(TableJobs, IndexID, job.ID).(*Job)
+	switch {
+	case cur == nil:
+		return notFound("job", "job %q not found", job.ID)
+	case job.ModifyIndex == 0 || cur.ModifyIndex != job.ModifyIndex:
+		return conflict("job", "job %q was modified at index %d, not %d", job.ID, cur.ModifyIndex, job.ModifyIndex)
+	case job.Project != cur.Project:
+		return invalid("job", "job %q cannot move to another project", job.ID)
+	}
+	if o := jf.Occurrence; o != nil {
+		if o.JobID != job.ID || o.Project != job.Project || o.ID == "" {
+			return invalid("occurrence", "occurrence must have an id and belong to job %q", job.ID)
+		}
+		if a.first(TableOccurrences, IndexID, o.ID) != nil {
+			return conflict("occurrence", "occurrence %q already exists", o.ID)
+		}
+		if o.IdentityKey != "" && a.first(TableOccurrences, IndexIdentity, o.JobID, o.IdentityKey) != nil {
+			return conflict("occurrence", "job %q already has an occurrence for slot %q", job.ID, o.IdentityKey)
+		}
+		if a.first(TableOccurrences, IndexJobNumber, o.JobID, o.Number) != nil {
+			return conflict("occurrence", "job %q already has occurrence number %d", job.ID, o.Number)
+		}
+	}
+	if e := a.checkNewDeliveries(job.Project, jf.Deliveries); e != nil {
+		return e
+	}
+
+	job.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableJobs, &job)
+	if jf.Occurrence != nil {
+		o := *jf.Occurrence
+		o.setIndexes(a.index, a.index)
+		a.mustInsert(TableOccurrences, &o)
+	}
+	for _, id := range jf.Missed {
+		o, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence)
+		if o == nil || o.JobID != job.ID || o.Status != OccurrencePending {
+			continue
+		}
+		m := *o
+		m.Status, m.CompletedAt = OccurrenceMissed, at
+		m.setIndexes(o.CreateIndex, a.index)
+		a.mustInsert(TableOccurrences, &m)
+	}
+	a.insertDeliveries(jf.Deliveries)
+	return nil
+}
+
+func (a *applier) eventFire(at Millis, ef *EventFire) *Error {
+	cur, _ := a.first(TableEvents, IndexID, ef.EventID).(*Event)
+	switch {
+	case cur == nil:
+		return notFound("event", "event %q not found", ef.EventID)
+	case cur.ModifyIndex != ef.IfIndex:
+		return conflict("event", "event %q was modified at index %d, not %d", ef.EventID, cur.ModifyIndex, ef.IfIndex)
+	case cur.Status != EventScheduled:
+		return conflict("event", "event %q is already %s", ef.EventID, cur.Status)
+	}
+	if e := a.checkNewDeliveries(cur.Project, ef.Deliveries); e != nil {
+		return e
+	}
+	ev := *cur
+	ev.Status, ev.PublishedAt = EventPublished, at
+	ev.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableEvents, &ev)
+	a.insertDeliveries(ef.Deliveries)
+	return nil
+}
+
+func (a *applier) checkNewDeliveries(project string, ds []Delivery) *Error {
+	seen := map[string]bool{}
+	for i := range ds {
+		d := &ds[i]
+		switch {
+		case d.ID == "" || seen[d.ID]:
+			return invalid("deliveries", "delivery ids must be present and distinct")
+		case d.Project != project:
+			return invalid("deliveries", "delivery %q belongs to project %q, not %q", d.ID, d.Project, project)
+		case d.Status != DeliveryPending && d.Status != DeliveryHeld:
+			return invalid("deliveries", "a new delivery is pending or held, not %q", d.Status)
+		case d.Status == DeliveryPending && d.AssignedNode == "":
+			return invalid("deliveries", "pending delivery %q has no node", d.ID)
+		}
+		if a.first(TableDeliveries, IndexID, d.ID) != nil {
+			return conflict("deliveries", "delivery %q already exists", d.ID)
+		}
+		seen[d.ID] = true
+	}
+	return nil
+}
+
+func (a *applier) insertDeliveries(ds []Delivery) {
+	for i := range ds {
+		d := ds[i]
+		d.Fence = a.index
+		d.setIndexes(a.index, a.index)
+		a.mustInsert(TableDeliveries, &d)
+	}
+}
+
+// deliveryResults applies a batch of attempt outcomes.
+func (a *applier) deliveryResults(b *DeliveryResults) []*Result {
+	out := make([]*Result, len(b.Results))
+	for i := range b.Results {
+		out[i] = &Result{Index: a.index, Err: errOf(a.deliveryResult(b.At, &b.Results[i]))}
+	}
+	return out
+}
+
+func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
+	cur, _ := a.first(TableDeliveries, IndexID, r.DeliveryID).(*Delivery)
+	switch {
+	case cur == nil:
+		return notFound("delivery", "delivery %q not found", r.DeliveryID)
+	case cur.Fence != r.Fence:
+		return conflict("fence", "delivery %q is assigned under fence %d; result for fence %d refused", cur.ID, cur.Fence, r.Fence)
+	case !cur.Active():
+		return conflict("status", "delivery %q is %s", cur.ID, cur.Status)
+	}
+	switch r.Status {
+	case DeliverySucceeded, DeliveryDeadLetter:
+	case DeliveryRetryScheduled:
+		if r.NextAttemptAt == 0 || r.LeaseUntil <= r.NextAttemptAt {
+			return invalid("status", "a retry needs a due time and a lease ending after it")
+		}
+	default:
+		return invalid("status", "a result is succeeded, retry_scheduled or dead_letter, not %q", r.Status)
+	}
+
+	d := *cur
+	d.Attempts++
+	att := r.Attempt
+	att.DeliveryID, att.Number, att.Fence = d.ID, d.Attempts, d.Fence
+	att.setIndexes(a.index, a.index)
+	a.mustInsert(TableAttempts, &att)
+
+	d.Status, d.LastStatusCode, d.LastError, d.UpdatedAt = r.Status, att.StatusCode, att.Error, at
+	if r.Status == DeliveryRetryScheduled {
+		d.NextAttemptAt, d.LeaseUntil = r.NextAttemptAt, r.LeaseUntil
+	} else {
+		d.CompletedAt, d.LeaseUntil = at, 0
+	}
+	d.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableDeliveries, &d)
+
+	if d.EndpointID != "" {
+		a.endpointHealth(at, &d, r.Gone)
+	}
+	if d.Terminal() && d.OccurrenceID != "" {
+		a.completeOccurrenceIfDone(at, d.OccurrenceID)
+	}
+	return nil
+}
+
+// endpointHealth keeps the consecutive-failure counter (001): a success
+// resets it, a dead letter adds one, and reaching the limit or a 410 disables
+// the endpoint and emits endpoint.disabled.
+func (a *applier) endpointHealth(at Millis, d *Delivery, gone bool) {
+	cur, _ := a.first(TableEndpoints, IndexID, d.EndpointID).(*Endpoint)
+	if cur == nil {
+		return // deleted meanwhile
+	}
+	ep := *cur
+	reason := ""
+	switch {
+	case d.Status == DeliverySucceeded:
+		if ep.ConsecutiveFailures == 0 {
+			return
+		}
+		ep.ConsecutiveFailures = 0
+	case d.Status == DeliveryDeadLetter:
+		ep.ConsecutiveFailures++
+		if ep.ConsecutiveFailures >= EndpointFailureLimit {
+			reason = fmt.Sprintf("%d consecutive deliveries failed", ep.ConsecutiveFailures)
+		}
+	}
+	if gone {
+		reason = "the receiver answered 410 Gone"
+	}
+	if d.Status == DeliveryRetryScheduled && !gone {
+		return
+	}
+	if reason != "" && ep.Enabled {
+		ep.Enabled, ep.DisabledReason = false, reason
+		a.emit(at, ep.Project, EventEndpointDisabled, "evt-"+ep.ID+"-disabled-"+fmt.Sprint(a.index), map[string]any{
+			"endpoint":            map[string]any{"id": ep.ID, "url": ep.URL, "description": ep.Description},
+			"reason":              reason,
+			"consecutiveFailures": ep.ConsecutiveFailures,
+		})
+	}
+	ep.UpdatedAt = at
+	ep.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableEndpoints, &ep)
+}
+
+// emit schedules an event the FSM itself raises; the poller fans it out like
+// any published event. Its id derives from the Raft index, so every replica
+// creates the same one.
+func (a *applier) emit(at Millis, project, typ, id string, data map[string]any) {
+	b, err := json.Marshal(data) // map keys are sorted: deterministic
+	if err != nil {
+		panic(fmt.Sprintf("fsm: encode %s event at raft index %d: %v", typ, a.index, err))
+	}
+	ev := &Event{ID: id, Project: project, Type: typ, Data: b, ScheduledAt: at, Status: EventScheduled, CreatedAt: at}
+	ev.setIndexes(a.index, a.index)
+	a.mustInsert(TableEvents, ev)
+}
+
+// completeOccurrenceIfDone completes a pending occurrence once all of its
+// deliveries are finished (succeeded, dead-lettered or cancelled; the series
+// goes on after a failure, as in 002), unless its job completes occurrences
+// by hand. The job's LastCompletedAt feeds the cooldown rule (000).
+func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
+	o, _ := a.first(TableOccurrences, IndexID, occID).(*Occurrence)
+	if o == nil || o.Status != OccurrencePending {
+		return
+	}
+	for _, d := range a.state().DeliveriesByOccurrence(occID) {
+		if !d.Terminal() {
+			return
+		}
+	}
+	job, _ := a.first(TableJobs, IndexID, o.JobID).(*Job)
+	if job != nil && job.ManualCompletion {
+		return
+	}
+	c := *o
+	c.Status, c.CompletedAt = OccurrenceCompleted, at
+	c.setIndexes(o.CreateIndex, a.index)
+	a.mustInsert(TableOccurrences, &c)
+	if job != nil && job.LastCompletedAt < at {
+		j := *job
+		j.LastCompletedAt = at
+		j.setIndexes(job.CreateIndex, a.index)
+		a.mustInsert(TableJobs, &j)
+	}
+}
+
+// assign applies reassignments; the new fence is the command's Raft index.
+func (a *applier) assign(b *Assign) []*Result {
+	out := make([]*Result, len(b.Assignments))
+	for i := range b.Assignments {
+		out[i] = &Result{Index: a.index, Err: errOf(a.assignOne(b.At, &b.Assignments[i]))}
+	}
+	return out
+}
+
+func (a *applier) assignOne(at Millis, as *Assignment) *Error {
+	cur, _ := a.first(TableDeliveries, IndexID, as.DeliveryID).(*Delivery)
+	switch {
+	case cur == nil:
+		return notFound("delivery", "delivery %q not found", as.DeliveryID)
+	case cur.Fence != as.IfFence:
+		return conflict("fence", "delivery %q is under fence %d, not %d", cur.ID, cur.Fence, as.IfFence)
+	case !cur.Active():
+		return conflict("status", "delivery %q is %s", cur.ID, cur.Status)
+	case as.Node == "":
+		return invalid("node", "an assignment needs a node")
+	}
+	d := *cur
+	d.AssignedNode, d.Fence, d.LeaseUntil, d.UpdatedAt = as.Node, a.index, as.LeaseUntil, at
+	if as.NextAttemptAt != 0 {
+		d.NextAttemptAt = as.NextAttemptAt
+	}
+	d.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableDeliveries, &d)
+	return nil
+}
+
+// prune removes old terminal history. Occurrences go only once no active
+// delivery refers to them.
+func (a *applier) prune(p *Prune) *Result {
+	res := &Result{Index: a.index}
+	if p.Limit <= 0 {
+		res.Err = invalid("limit", "limit must be positive")
+		return res
+	}
+	st := a.state()
+	for _, d := range st.TerminalDeliveries(p.Before, p.Limit) {
+		for _, att := range st.Attempts(d.ID) {
+			a.mustDelete(TableAttempts, att)
+		}
+		a.mustDelete(TableDeliveries, d)
+	}
+	for _, o := range st.TerminalOccurrences(p.Before, p.Limit) {
+		active := false
+		for _, d := range st.DeliveriesByOccurrence(o.ID) {
+			if !d.Terminal() {
+				active = true
+				break
+			}
+		}
+		if !active {
+			a.mustDelete(TableOccurrences, o)
+		}
+	}
+	return res
+}

@@ -1,0 +1,279 @@
+package fsm
+
+import (
+	"encoding/json"
+	"fmt"
+	"testing"
+)
+
+// pipelineFixture: project p with endpoint ep1 and job j1 (inline callback).
+func pipelineFixture(t *testing.T) (*harness, *Job) {
+	h := newHarness(t)
+	h.ok(
+		must(t)(ProjectCreateCommand(Project{Name: "p"})),
+		put(t, TableEndpoints, &Endpoint{ID: "ep1", Project: "p", URL: "https://example.test/hook", Enabled: true}),
+		put(t, TableJobs, &Job{ID: "j1", Project: "p", Status: JobActive, NextFireAt: 1000, CallbackURL: "https://example.test/cb"}),
+	)
+	j, err := h.f.State().Job("j1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return h, j
+}
+
+func fireCmd(t *testing.T, at Millis, jobs []JobFire, events ...EventFire) []byte {
+	return must(t)(Encode(CmdFire, Fire{At: at, Jobs: jobs, Events: events}))
+}
+
+func occ(id string, n int64, key string) *Occurrence {
+	return &Occurrence{ID: id, JobID: "j1", Project: "p", Number: n, IdentityKey: key, ScheduledFor: Millis(n * 1000), Status: OccurrencePending}
+}
+
+func dlv(id, occID, ep string) Delivery {
+	return Delivery{ID: id, Project: "p", JobID: "j1", OccurrenceID: occID, EndpointID: ep, Status: DeliveryPending, AssignedNode: "n2", LeaseUntil: 99999, MaxAttempts: 3}
+}
+
+func TestFireCreatesOccurrenceAndDeliveriesOnce(t *testing.T) {
+	h, j := pipelineFixture(t)
+	next := *j
+	next.NextFireAt, next.OccurrenceCount = 2000, 1
+	res := h.apply(fireCmd(t, 1005, []JobFire{{Job: next, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", ""), dlv("d2", "o1", "ep1")}}}))
+	if res.Results[0].Err != nil {
+		t.Fatal(res.Results[0].Err)
+	}
+	st := h.f.State()
+	got, _ := st.Job("j1")
+	if got.NextFireAt != 2000 || got.OccurrenceCount != 1 || got.ModifyIndex != h.idx || got.CreateIndex != j.CreateIndex {
+		t.Fatalf("job after fire: %+v", got)
+	}
+	d, _ := st.Delivery("d1")
+	if d.Fence != h.idx || d.AssignedNode != "n2" {
+		t.Fatalf("delivery fence %d (want the command's index %d), node %q", d.Fence, h.idx, d.AssignedNode)
+	}
+	if due := st.DeliveriesDue("n2", 100000, 0); len(due) != 2 {
+		t.Fatalf("n2 has %d due deliveries, want 2", len(due))
+	}
+
+	// Planned from a stale job: refused whole, nothing half-written.
+	res = h.apply(fireCmd(t, 2005, []JobFire{{Job: next, Occurrence: occ("o2", 2, "k2"), Deliveries: []Delivery{dlv("d3", "o2", "")}}}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "modified")
+	if _, err := h.f.State().Occurrence("o2"); err == nil {
+		t.Fatal("a refused fire left its occurrence behind")
+	}
+
+	// The same slot again (fresh job index): refused.
+	cur, _ := h.f.State().Job("j1")
+	res = h.apply(fireCmd(t, 2005, []JobFire{{Job: *cur, Occurrence: occ("o9", 9, "k1")}}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "slot")
+
+	// Next slot marks the older pending occurrence missed; a bad item next to
+	// it does not stop it.
+	cur, _ = h.f.State().Job("j1")
+	good := JobFire{Job: *cur, Occurrence: occ("o2", 2, "k2"), Missed: []string{"o1", "nope"}}
+	bad := JobFire{Job: Job{ID: "ghost", Project: "p", ModifyIndex: 1}}
+	res = h.apply(fireCmd(t, 3000, []JobFire{bad, good}))
+	checkErr(t, res.Results[0].Err, ErrNotFound, "")
+	if res.Results[1].Err != nil {
+		t.Fatal(res.Results[1].Err)
+	}
+	o1, _ := h.f.State().Occurrence("o1")
+	if o1.Status != OccurrenceMissed || o1.CompletedAt != 3000 {
+		t.Fatalf("o1 = %+v, want missed at 3000", o1)
+	}
+}
+
+func TestFirePublishesEvent(t *testing.T) {
+	h, _ := pipelineFixture(t)
+	h.ok(put(t, TableEvents, &Event{ID: "e1", Project: "p", Type: "invoice.paid", ScheduledAt: 500, Status: EventScheduled}))
+	ev, _ := h.f.State().Event("e1")
+	d := dlv("d1", "", "ep1")
+	d.JobID, d.EventID = "", "e1"
+	res := h.apply(fireCmd(t, 600, nil, EventFire{EventID: "e1", IfIndex: ev.ModifyIndex, Deliveries: []Delivery{d}}))
+	if res.Results[0].Err != nil {
+		t.Fatal(res.Results[0].Err)
+	}
+	ev, _ = h.f.State().Event("e1")
+	if ev.Status != EventPublished || ev.PublishedAt != 600 {
+		t.Fatalf("event %+v", ev)
+	}
+	res = h.apply(fireCmd(t, 700, nil, EventFire{EventID: "e1", IfIndex: ev.ModifyIndex}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "already published")
+}
+
+func resultsCmd(t *testing.T, at Millis, rs ...DeliveryResult) []byte {
+	return must(t)(Encode(CmdDeliveryResults, DeliveryResults{At: at, Results: rs}))
+}
+
+func TestDeliveryResultsAreFencedAndCompleteTheOccurrence(t *testing.T) {
+	h, j := pipelineFixture(t)
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", ""), dlv("d2", "o1", "ep1")}}}))
+	d1, _ := h.f.State().Delivery("d1")
+	fence := d1.Fence
+
+	res := h.apply(resultsCmd(t, 1100, DeliveryResult{DeliveryID: "d1", Fence: fence + 1, Status: DeliverySucceeded}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "fence")
+
+	res = h.apply(resultsCmd(t, 1100,
+		DeliveryResult{DeliveryID: "d1", Fence: fence, Status: DeliveryRetryScheduled, NextAttemptAt: 2000, LeaseUntil: 5000,
+			Attempt: Attempt{Node: "n2", StatusCode: 500, ResponseSummary: "boom", StartedAt: 1050, LatencyMs: 12}},
+		DeliveryResult{DeliveryID: "d2", Fence: fence, Status: DeliverySucceeded, Attempt: Attempt{Node: "n2", StatusCode: 200}},
+	))
+	for _, r := range res.Results {
+		if r.Err != nil {
+			t.Fatal(r.Err)
+		}
+	}
+	st := h.f.State()
+	d1, _ = st.Delivery("d1")
+	if d1.Status != DeliveryRetryScheduled || d1.Attempts != 1 || d1.NextAttemptAt != 2000 || d1.LastStatusCode != 500 {
+		t.Fatalf("d1 = %+v", d1)
+	}
+	if a, err := st.Attempt("d1", 1); err != nil || a.StatusCode != 500 || a.Fence != fence || a.ResponseSummary != "boom" {
+		t.Fatalf("attempt 1 = %+v, %v", a, err)
+	}
+	if o, _ := st.Occurrence("o1"); o.Status != OccurrencePending {
+		t.Fatalf("occurrence completed while d1 is still retrying: %+v", o)
+	}
+	h.ok(resultsCmd(t, 2100, DeliveryResult{DeliveryID: "d1", Fence: fence, Status: DeliveryDeadLetter, Attempt: Attempt{StatusCode: 500}}))
+	st = h.f.State()
+	if o, _ := st.Occurrence("o1"); o.Status != OccurrenceCompleted || o.CompletedAt != 2100 {
+		t.Fatalf("occurrence after all deliveries finished: %+v", o)
+	}
+	if jj, _ := st.Job("j1"); jj.LastCompletedAt != 2100 {
+		t.Fatalf("job LastCompletedAt = %d", jj.LastCompletedAt)
+	}
+	res = h.apply(resultsCmd(t, 2200, DeliveryResult{DeliveryID: "d1", Fence: fence, Status: DeliverySucceeded}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "dead_letter")
+}
+
+func TestManualCompletionKeepsOccurrencePending(t *testing.T) {
+	h, j := pipelineFixture(t)
+	jj := *j
+	jj.ManualCompletion = true
+	h.ok(put(t, TableJobs, &jj))
+	cur, _ := h.f.State().Job("j1")
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *cur, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", "")}}}))
+	d, _ := h.f.State().Delivery("d1")
+	h.ok(resultsCmd(t, 1100, DeliveryResult{DeliveryID: "d1", Fence: d.Fence, Status: DeliverySucceeded}))
+	if o, _ := h.f.State().Occurrence("o1"); o.Status != OccurrencePending {
+		t.Fatalf("manual-completion occurrence = %s, want pending", o.Status)
+	}
+}
+
+func TestEndpointDisabledAfterConsecutiveFailuresAndOn410(t *testing.T) {
+	h, j := pipelineFixture(t)
+	var dels []Delivery
+	for i := range EndpointFailureLimit + 1 {
+		dels = append(dels, dlv(fmt.Sprintf("d%02d", i), "o1", "ep1"))
+	}
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: dels}}))
+	fence := h.idx
+	fail := func(id string) {
+		h.ok(resultsCmd(t, 2000, DeliveryResult{DeliveryID: id, Fence: fence, Status: DeliveryDeadLetter}))
+	}
+	for i := range EndpointFailureLimit - 1 {
+		fail(fmt.Sprintf("d%02d", i))
+	}
+	// One success resets the counter.
+	h.ok(resultsCmd(t, 2000, DeliveryResult{DeliveryID: "d09", Fence: fence, Status: DeliverySucceeded}))
+	if ep, _ := h.f.State().Endpoint("ep1"); ep.ConsecutiveFailures != 0 || !ep.Enabled {
+		t.Fatalf("after a success: %+v", ep)
+	}
+	// A fresh endpoint fails ten times in a row.
+	h.ok(put(t, TableEndpoints, &Endpoint{ID: "ep2", Project: "p", URL: "https://x.test", Enabled: true}))
+	var d2 []Delivery
+	for i := range EndpointFailureLimit {
+		d2 = append(d2, dlv(fmt.Sprintf("f%02d", i), "", "ep2"))
+	}
+	cur, _ := h.f.State().Job("j1")
+	h.ok(fireCmd(t, 3000, []JobFire{{Job: *cur, Deliveries: d2}}))
+	fence = h.idx
+	for i := range EndpointFailureLimit {
+		fail(fmt.Sprintf("f%02d", i))
+	}
+	ep, _ := h.f.State().Endpoint("ep2")
+	if ep.Enabled || ep.ConsecutiveFailures != EndpointFailureLimit || ep.DisabledReason == "" {
+		t.Fatalf("after %d failures: %+v", EndpointFailureLimit, ep)
+	}
+	evs, _ := h.f.State().EventsDue(1<<40, 0), 0
+	var disabled *Event
+	for _, e := range evs {
+		if e.Type == EventEndpointDisabled {
+			disabled = e
+		}
+	}
+	if disabled == nil {
+		t.Fatal("no endpoint.disabled event scheduled")
+	}
+	var data map[string]any
+	if err := json.Unmarshal(disabled.Data, &data); err != nil || data["endpoint"].(map[string]any)["id"] != "ep2" {
+		t.Fatalf("event data %s (%v)", disabled.Data, err)
+	}
+
+	// 410 disables at once.
+	h.ok(put(t, TableEndpoints, &Endpoint{ID: "ep3", Project: "p", URL: "https://y.test", Enabled: true}))
+	cur, _ = h.f.State().Job("j1")
+	h.ok(fireCmd(t, 4000, []JobFire{{Job: *cur, Deliveries: []Delivery{dlv("g1", "", "ep3")}}}))
+	h.ok(resultsCmd(t, 4100, DeliveryResult{DeliveryID: "g1", Fence: h.idx, Status: DeliveryDeadLetter, Gone: true, Attempt: Attempt{StatusCode: 410}}))
+	if ep, _ := h.f.State().Endpoint("ep3"); ep.Enabled || ep.DisabledReason != "the receiver answered 410 Gone" {
+		t.Fatalf("after 410: %+v", ep)
+	}
+}
+
+func TestAssignMovesFenceAndRefusesOldResults(t *testing.T) {
+	h, j := pipelineFixture(t)
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Deliveries: []Delivery{dlv("d1", "", "")}}}))
+	old := h.idx
+	as := func(ifFence uint64) []byte {
+		return must(t)(Encode(CmdAssign, Assign{At: 1500, Assignments: []Assignment{{DeliveryID: "d1", IfFence: ifFence, Node: "n3", LeaseUntil: 9000}}}))
+	}
+	h.ok(as(old))
+	d, _ := h.f.State().Delivery("d1")
+	if d.AssignedNode != "n3" || d.Fence != h.idx || d.Attempts != 0 {
+		t.Fatalf("after reassignment: %+v", d)
+	}
+	res := h.apply(as(old))
+	checkErr(t, res.Results[0].Err, ErrConflict, "fence")
+	res = h.apply(resultsCmd(t, 1600, DeliveryResult{DeliveryID: "d1", Fence: old, Status: DeliverySucceeded}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "fence")
+	if due := h.f.State().DeliveriesDue("n2", 1<<40, 0); len(due) != 0 {
+		t.Fatalf("old node still has %d due deliveries", len(due))
+	}
+}
+
+func TestPruneRemovesOnlyOldTerminalHistory(t *testing.T) {
+	h, j := pipelineFixture(t)
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", ""), dlv("d2", "o1", "")}}}))
+	fence := h.idx
+	h.ok(resultsCmd(t, 1100, DeliveryResult{DeliveryID: "d1", Fence: fence, Status: DeliverySucceeded}))
+	res := h.apply(must(t)(Encode(CmdPrune, Prune{Before: 5000, Limit: 100})))
+	if res.Err != nil {
+		t.Fatal(res.Err)
+	}
+	st := h.f.State()
+	if _, err := st.Delivery("d1"); err == nil {
+		t.Fatal("old succeeded delivery kept")
+	}
+	if len(st.Attempts("d1")) != 0 {
+		t.Fatal("attempts of a pruned delivery kept")
+	}
+	if _, err := st.Delivery("d2"); err != nil {
+		t.Fatal("active delivery pruned")
+	}
+	if _, err := st.Occurrence("o1"); err != nil {
+		t.Fatal("occurrence with an active delivery pruned")
+	}
+	h.ok(resultsCmd(t, 9000, DeliveryResult{DeliveryID: "d2", Fence: fence, Status: DeliveryDeadLetter}))
+	h.ok(must(t)(Encode(CmdPrune, Prune{Before: 5000, Limit: 100})))
+	if _, err := h.f.State().Delivery("d2"); err != nil {
+		t.Fatal("delivery finished after the cut-off pruned")
+	}
+	h.ok(must(t)(Encode(CmdPrune, Prune{Before: 10000, Limit: 100})))
+	st = h.f.State()
+	if _, err := st.Occurrence("o1"); err == nil {
+		t.Fatal("old completed occurrence kept")
+	}
+	if st.Count(TableDeliveries) != 0 {
+		t.Fatal("deliveries left")
+	}
+}
