@@ -41,10 +41,13 @@ func score(node, key string) uint64 {
 
 // DeliveryNodes returns the nodes that should run deliveries, sorted by id:
 // the live followers (alive in gossip and in the Raft configuration), or
-// only this node when no follower is alive. The leader keeps itself out
+// only the leader when no follower is alive. The leader keeps itself out
 // while it has help, so that its Raft and poller work is not slowed down by
-// HTTP calls.
+// HTTP calls. Any node can ask (a follower places manual triggers and
+// retries); with no known leader, every live member is eligible.
 func (c *Cluster) DeliveryNodes() []string {
+	_, leaderID := c.raft.LeaderWithID()
+	leader := string(leaderID)
 	inConfig := map[string]bool{}
 	if f := c.raft.GetConfiguration(); f.Error() == nil {
 		for _, s := range f.Configuration().Servers {
@@ -55,13 +58,16 @@ func (c *Cluster) DeliveryNodes() []string {
 	}
 	var out []string
 	for _, m := range c.members.snapshot() {
-		if m.ID == c.cfg.NodeID || !inConfig[m.ID] || m.State != GossipAlive {
+		if m.ID == leader || !inConfig[m.ID] || m.State != GossipAlive {
 			continue
 		}
 		out = append(out, m.ID)
 	}
 	if len(out) == 0 {
-		return []string{c.cfg.NodeID}
+		if leader == "" {
+			leader = c.cfg.NodeID
+		}
+		return []string{leader}
 	}
 	sort.Strings(out)
 	return out

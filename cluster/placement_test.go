@@ -46,10 +46,12 @@ func TestPlaceIsStableAndBalanced(t *testing.T) {
 func TestDeliveryNodesExcludeLeaderWhileItHasHelp(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	leader := tc.waitLeader(5 * time.Second)
-	eventually(t, 5*time.Second, "two followers deliver", func() bool {
-		got := leader.c.DeliveryNodes()
-		return len(got) == 2 && got[0] != leader.id && got[1] != leader.id && got[0] < got[1]
-	})
+	for _, n := range tc.running() {
+		eventually(t, 5*time.Second, n.id+" sees the two followers deliver", func() bool {
+			got := n.c.DeliveryNodes()
+			return len(got) == 2 && got[0] != leader.id && got[1] != leader.id && got[0] < got[1]
+		})
+	}
 	for _, n := range tc.running() {
 		if n != leader {
 			n.c.Kill()
