@@ -137,13 +137,16 @@ type Endpoint struct {
 
 // Job is a schedule plus a target (inline callback and/or event type).
 type Job struct {
-	ID             string            `msgpack:"id,omitempty"`
-	Project        string            `msgpack:"proj,omitempty"`
-	Name           string            `msgpack:"name,omitempty"`
-	Description    string            `msgpack:"desc,omitempty"`
-	Status         string            `msgpack:"status,omitempty"`
-	ScheduleKind   string            `msgpack:"skind,omitempty"`
-	Schedule       []byte            `msgpack:"sched,omitempty"` // owned by scheduler/; never interpreted here
+	ID           string `msgpack:"id,omitempty"`
+	Project      string `msgpack:"proj,omitempty"`
+	Name         string `msgpack:"name,omitempty"`
+	Description  string `msgpack:"desc,omitempty"`
+	Status       string `msgpack:"status,omitempty"`
+	ScheduleKind string `msgpack:"skind,omitempty"`
+	Schedule     []byte `msgpack:"sched,omitempty"` // owned by scheduler/; never interpreted here
+	// ScheduleSetAt is when the schedule was set: the origin of delaySeconds
+	// and of the default start, so every node compiles the same schedule.
+	ScheduleSetAt  Millis            `msgpack:"schedat,omitempty"`
 	CallbackURL    string            `msgpack:"url,omitempty"`
 	Method         string            `msgpack:"method,omitempty"`
 	Headers        map[string]string `msgpack:"hdrs,omitempty"`
