@@ -15,6 +15,7 @@ const usage = `chime: a clustered scheduler for HTTP callbacks and webhooks
 
 Usage:
   chime agent [flags]       run a cluster node (chime agent --help for flags)
+  chime schedule preview    print the next fires of a schedule, computed offline
   chime version             print the version
 
 Every flag also reads CHIME_<FLAG> from the environment (CHIME_HTTP_ADDR, ...)
@@ -33,6 +34,8 @@ func run(args []string) int {
 	switch args[0] {
 	case "agent":
 		return runAgent(args[1:])
+	case "schedule":
+		return runSchedule(args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("chime", version)
 		return 0
