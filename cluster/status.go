@@ -148,3 +148,18 @@ func (c *Cluster) staleContact() time.Duration {
 	}
 	return 5 * hb
 }
+
+// InContact reports whether this node is the leader or has heard from the
+// leader within a few heartbeats. A node that is cut off keeps its local
+// state, but must not start deliveries from it: the leader may already have
+// handed them to someone else.
+func (c *Cluster) InContact() bool {
+	switch c.raft.State() {
+	case raft.Leader:
+		return true
+	case raft.Follower:
+		last := c.raft.LastContact()
+		return !last.IsZero() && time.Since(last) <= c.staleContact()
+	}
+	return false
+}
