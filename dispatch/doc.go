@@ -1,0 +1,58 @@
+// Package dispatch delivers Chime's messages to receivers: it signs each
+// attempt, makes the HTTP call safely, and decides retries. It will also hold
+// the per-node worker pool that runs the deliveries assigned to the node and
+// reports their results through Raft, and the leader's loop that reassigns
+// the deliveries of dead nodes and expired leases. Of Chime's packages it
+// imports fsm (and, for the worker pool, cluster) only.
+//
+// The building blocks:
+//
+//   - signing.go: signing secrets ("whsec_" + base64 of 32 random bytes) and
+//     the signature headers of every attempt: Standard Webhooks
+//     (webhook-id, webhook-timestamp, webhook-signature "v1,<base64>" over
+//     "id.timestamp.body") and source 001's X-Webhook-Signature
+//     "sha256=<hex>" over the body, keyed with the secret string as shown.
+//     During a rotation grace period both secrets sign webhook-signature;
+//     X-Webhook-Signature carries the newest only, because 001's receiver
+//     compares it with one value.
+//   - retry.go: retry policies (fixed, linear, exponential backoff, cap,
+//     jitter, Retry-After), their validation, and the defaults of the
+//     sources: endpoints 3 attempts at +10 s, +20 s (001); inline callbacks 5
+//     attempts at 2^(n-1) minutes capped at 1 h (002).
+//   - guard.go: the outbound address policy (no loopback, private,
+//     link-local, metadata, CGNAT or other special-purpose addresses, in any
+//     IPv4 or IPv6 spelling, unless configured) and URL validation.
+//   - sender.go: the HTTP call: one shared keep-alive transport, bounded
+//     response reads, a 1 KiB UTF-8 summary, timeouts, outcome
+//     classification (2xx success, 410 gone, 3xx failure).
+//
+// What it must never do:
+//
+//   - Follow a redirect. A 3xx is a failed attempt; following it would send
+//     a signed payload to a URL nobody configured and could be used to reach
+//     an internal address.
+//   - Use a proxy from the environment (HTTP_PROXY and friends). A proxy dials
+//     on our behalf, so the address check would see the proxy, not the target.
+//   - Trust a DNS answer. The address check runs on the IP the socket
+//     actually connects to (a net.Dialer Control hook), for every address
+//     tried, so DNS rebinding and odd host spellings cannot bypass it.
+//   - Read an unbounded response, or drain an oversized one: the body is read
+//     up to a limit (64 KiB) and the connection is closed beyond it.
+//   - Hold a delivery outside Raft. Workers act on deliveries the FSM
+//     assigned to their node and report every result (and every retry
+//     decision) in a Raft command, fenced by the assignment token; nothing
+//     about a delivery lives only in a node's memory, so losing a node loses
+//     no delivery.
+//
+// Key decisions:
+//
+//   - Delivery is at least once. The webhook-id (the delivery id) is the same
+//     on every attempt and reassignment so receivers can deduplicate; every
+//     attempt is signed afresh with its own timestamp.
+//   - Success is 2xx only. 410 also tells the caller to disable the endpoint.
+//     A 2xx whose body then fails to read is still a success.
+//   - NextDelay is total: any stored policy, valid or not, gives a bounded
+//     delay (1 s to 24 h) without overflow; ValidatePolicy is what the API
+//     uses to refuse bad input with field names.
+//   - The sender speaks HTTP/1.1 only, so an attempt owns its connection.
+package dispatch
