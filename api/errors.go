@@ -52,7 +52,7 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_snapshot", Message: msg}
 	case errors.Is(err, cluster.ErrNoLeader):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "no_leader", Message: msg}
-	case errors.Is(err, cluster.ErrLeadershipLost):
+	case errors.Is(err, cluster.ErrLeadershipLost), errors.Is(err, cluster.ErrLeaderUnreachable):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown", Message: msg}
 	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: msg}

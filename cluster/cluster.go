@@ -30,6 +30,10 @@ var (
 	ErrLeadershipLost = errors.New("leadership lost while committing; the write may or may not have been applied")
 	// ErrShutdown: this node is shutting down.
 	ErrShutdown = errors.New("node is shutting down")
+	// ErrLeaderUnreachable: the forwarded call to the leader failed in
+	// transport (the leader died or is cut off). A write may or may not have
+	// been applied; retrying an idempotent write is safe.
+	ErrLeaderUnreachable = errors.New("the leader could not be reached; the write may or may not have been applied")
 )
 
 // Config is everything a node needs to join or form a cluster.

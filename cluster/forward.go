@@ -170,7 +170,7 @@ func (c *Cluster) forward(ctx context.Context, path string, body io.Reader, out 
 			return fmt.Errorf("%w: %v", ErrTimeout, ctx.Err())
 		}
 		// The leader may have just died; the caller decides whether a retry is safe.
-		return fmt.Errorf("forward to leader %s: %w", addr, err)
+		return fmt.Errorf("%w: forward to %s: %v", ErrLeaderUnreachable, addr, err)
 	}
 	defer resp.Body.Close()
 	dec := msgpack.NewDecoder(resp.Body)
