@@ -74,6 +74,14 @@ func (a *applier) command(data []byte, nested bool) *Result {
 		var b Prune
 		a.decode(t, body, &b)
 		res = a.prune(&b)
+	case CmdDeliveryControl:
+		var b DeliveryControl
+		a.decode(t, body, &b)
+		res.Results = a.deliveryControl(&b)
+	case CmdOccurrenceControl:
+		var b OccurrenceControl
+		a.decode(t, body, &b)
+		res.Results = a.occurrenceControl(&b)
 	default:
 		if t&IgnorableFlag != 0 {
 			res.Ignored = true

@@ -31,19 +31,25 @@ const (
 	CmdDeliveryResults CommandType = 8  // DeliveryResults
 	CmdAssign          CommandType = 9  // Assign: reassignment after node loss or lease expiry
 	CmdPrune           CommandType = 10 // Prune: retention
+	// CmdDeliveryControl: retry, cancel or release deliveries (DeliveryControl).
+	CmdDeliveryControl CommandType = 11
+	// CmdOccurrenceControl: complete or skip occurrences (OccurrenceControl).
+	CmdOccurrenceControl CommandType = 12
 )
 
 var commandNames = map[CommandType]string{
-	CmdBatch:           "batch",
-	CmdBootstrap:       "bootstrap",
-	CmdProjectCreate:   "project_create",
-	CmdProjectDelete:   "project_delete",
-	CmdPut:             "put",
-	CmdDelete:          "delete",
-	CmdFire:            "fire",
-	CmdDeliveryResults: "delivery_results",
-	CmdAssign:          "assign",
-	CmdPrune:           "prune",
+	CmdBatch:             "batch",
+	CmdBootstrap:         "bootstrap",
+	CmdProjectCreate:     "project_create",
+	CmdProjectDelete:     "project_delete",
+	CmdPut:               "put",
+	CmdDelete:            "delete",
+	CmdFire:              "fire",
+	CmdDeliveryResults:   "delivery_results",
+	CmdAssign:            "assign",
+	CmdPrune:             "prune",
+	CmdDeliveryControl:   "delivery_control",
+	CmdOccurrenceControl: "occurrence_control",
 }
 
 func (t CommandType) String() string {

@@ -163,7 +163,7 @@ func fullJob(id, project string, next Millis) *Job {
 		Headers: map[string]string{"Authorization": "Bearer x"}, Payload: []byte(`{"a":1}`), EventType: "job.fired",
 		SigningSecret: "whsec_job", IdempotencyKey: "idem-" + id, CorrelationID: "corr-" + id, Retry: retry(),
 		TimeoutMs: 10000, CooldownMs: 30000, MisfireGraceMs: 60000, CatchUp: "one", ManualCompletion: true, ScheduleSetAt: 5, NextFireAt: next, Cursor: []byte{1, 2, 3},
-		OccurrenceCount: 7, LastOccurrenceID: "occ-last", LastFiredAt: 1700000000100, LastCompletedAt: 1700000000200,
+		OccurrenceCount: 7, LastNumber: 9, LastOccurrenceID: "occ-last", LastFiredAt: 1700000000100, LastCompletedAt: 1700000000200,
 		SeriesID: "series-" + id, CreatedBy: "tok-1", CreatedAt: 1700000000000, UpdatedAt: 1700000000300}
 }
 

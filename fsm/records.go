@@ -167,6 +167,10 @@ type Job struct {
 	NextFireAt       Millis `msgpack:"next,omitempty"`   // 0 = none
 	Cursor           []byte `msgpack:"cursor,omitempty"` // opaque scheduler state
 	OccurrenceCount  int64  `msgpack:"occs,omitempty"`
+	// LastNumber is the number of the job's latest occurrence, manual
+	// triggers included (OccurrenceCount leaves them out: they do not use up
+	// maxOccurrences). The next occurrence is LastNumber+1.
+	LastNumber       int64  `msgpack:"lastnum,omitempty"`
 	LastOccurrenceID string `msgpack:"lastocc,omitempty"`
 	LastFiredAt      Millis `msgpack:"lastfire,omitempty"`
 	LastCompletedAt  Millis `msgpack:"lastdone,omitempty"`

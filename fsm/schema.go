@@ -423,7 +423,7 @@ var tableDefs = []*tableDef{
 			index(IndexNodeDue, false, (*Delivery).Active,
 				str(func(r *Delivery) string { return r.AssignedNode }),
 				millis(func(r *Delivery) Millis { return r.NextAttemptAt })),
-			index(IndexLease, false, func(r *Delivery) bool { return r.Status == DeliveryInFlight },
+			index(IndexLease, false, func(r *Delivery) bool { return r.Active() && r.LeaseUntil != 0 },
 				millis(func(r *Delivery) Millis { return r.LeaseUntil })),
 			index(IndexNode, false, (*Delivery).Active,
 				str(func(r *Delivery) string { return r.AssignedNode })),

@@ -384,7 +384,7 @@ func (s *State) DeliveriesByNode(node string) []*Delivery {
 	return all[Delivery](s.iter(TableDeliveries, IndexNode, node))
 }
 
-// ExpiredLeases returns in-flight deliveries whose lease ends at or before
+// ExpiredLeases returns active deliveries whose lease ends at or before
 // before, earliest first.
 func (s *State) ExpiredLeases(before Millis, limit int) []*Delivery {
 	return until(s.iter(TableDeliveries, IndexLease), limit,
@@ -426,4 +426,34 @@ func (s *State) Attempt(deliveryID string, n int) (*Attempt, error) {
 // Attempts returns the attempts of delivery, by number.
 func (s *State) Attempts(deliveryID string) []*Attempt {
 	return all[Attempt](s.iter(TableAttempts, IndexDelivery, deliveryID))
+}
+
+// AssignedNodes returns the distinct nodes that hold active deliveries, in
+// order. It seeks past each node's deliveries instead of reading them, so it
+// costs one index seek per node: the reassigner calls it on every pass to
+// find deliveries stranded on nodes that are gone.
+func (s *State) AssignedNodes() []string {
+	var out []string
+	var from rawKey
+	for {
+		var it memdb.ResultIterator
+		var err error
+		if from == nil {
+			it, err = s.txn.Get(TableDeliveries, IndexNode)
+		} else {
+			it, err = s.txn.LowerBound(TableDeliveries, IndexNode, from)
+		}
+		if err != nil {
+			panic(fmt.Sprintf("fsm: deliveries by node: %v", err))
+		}
+		obj := it.Next()
+		if obj == nil {
+			return out
+		}
+		node := obj.(*Delivery).AssignedNode
+		out = append(out, node)
+		// Every key of node starts with its encoding, terminated by 0x00 0x01;
+		// 0x00 0x02 sorts after all of them and before the next node.
+		from = append(appendStringPrefix(nil, node), 0x00, 0x02)
+	}
 }

@@ -215,7 +215,10 @@ func TestQueries(t *testing.T) {
 	eq(t, "DeliveriesDue(n1) all", ids(s.DeliveriesDue("n1", math.MaxInt64, 0)), []string{"del-5", "del-3", "del-1"})
 	eq(t, "DeliveriesDue(n2)", len(s.DeliveriesDue("n2", math.MaxInt64, 0)), 0) // del-2 succeeded
 	eq(t, "DeliveriesByNode(n1)", ids(s.DeliveriesByNode("n1")), []string{"del-1", "del-3", "del-5"})
-	eq(t, "ExpiredLeases", ids(s.ExpiredLeases(1700000004000, 0)), []string{"del-1"})
+	// every active delivery holds a lease, not only in-flight ones: a node
+	// that died before starting a pending delivery must lose it too
+	eq(t, "ExpiredLeases", ids(s.ExpiredLeases(1700000004000, 0)), []string{"del-1", "del-3"})
+	eq(t, "AssignedNodes", s.AssignedNodes(), []string{"n1"})
 	eq(t, "ExpiredLeases(before)", len(s.ExpiredLeases(1700000003999, 0)), 0)
 	ds, _ = s.DeliveriesByEndpoint("ep-1", "", 0)
 	eq(t, "DeliveriesByEndpoint", ids(ds), []string{"del-1", "del-2", "del-3", "del-5"})

@@ -1,0 +1,170 @@
+package fsm
+
+import "time"
+
+// Operator actions on deliveries and occurrences (retry, cancel, release a
+// held delivery, complete or skip an occurrence). They are commands of their
+// own rather than Puts because each one moves a record through its state
+// machine with side effects that must happen in the same transaction: a new
+// fence for a re-queued delivery, the occurrence completing once its last
+// delivery is cancelled, the job's LastCompletedAt for the cooldown rule.
+
+// LeaseGrace is what a delivery's lease adds to the attempt's due time and
+// timeout: the room a node has to report its result before the leader gives
+// the delivery to another node. It is longer than any clock skew we accept
+// between nodes and than a Raft round trip under load.
+const LeaseGrace = 30 * time.Second
+
+// LeaseUntil is the lease deadline of an attempt due at due with timeout.
+func LeaseUntil(due Millis, timeout time.Duration) Millis {
+	return due + Millis((timeout + LeaseGrace).Milliseconds())
+}
+
+// Delivery control actions.
+const (
+	// ActionRetry re-queues a dead-lettered or cancelled delivery (001's
+	// retry, 004's replay) for MoreAttempts further attempts.
+	ActionRetry = "retry"
+	// ActionCancel cancels a delivery that has not succeeded (004).
+	ActionCancel = "cancel"
+	// ActionRelease turns a held delivery (its endpoint was disabled) into a
+	// pending one, when the endpoint is enabled with releaseHeld.
+	ActionRelease = "release"
+)
+
+// Occurrence control actions (000).
+const (
+	ActionComplete = "complete"
+	ActionSkip     = "skip"
+)
+
+// DeliveryControl applies operator actions to deliveries, one result each.
+type DeliveryControl struct {
+	At      Millis           `msgpack:"at,omitempty"`
+	Actions []DeliveryAction `msgpack:"acts,omitempty"`
+}
+
+// DeliveryAction is one action. Retry and release also place the delivery:
+// Node and LeaseUntil are its new assignment (the fence is the command's
+// index), and it is due at the command's At.
+type DeliveryAction struct {
+	DeliveryID   string `msgpack:"id"`
+	Action       string `msgpack:"act"`
+	Node         string `msgpack:"node,omitempty"`
+	LeaseUntil   Millis `msgpack:"lease,omitempty"`
+	MoreAttempts int    `msgpack:"more,omitempty"`
+}
+
+// OccurrenceControl completes or skips pending occurrences, one result each.
+// Skipping cancels the occurrence's deliveries that have not finished.
+type OccurrenceControl struct {
+	At      Millis   `msgpack:"at,omitempty"`
+	Action  string   `msgpack:"act"`
+	IDs     []string `msgpack:"ids"`
+	Project string   `msgpack:"proj"` // the caller's project: another project's occurrence is not found
+}
+
+// DeliveryControlCommand encodes c.
+func DeliveryControlCommand(c DeliveryControl) ([]byte, error) {
+	return Encode(CmdDeliveryControl, &c)
+}
+
+// OccurrenceControlCommand encodes c.
+func OccurrenceControlCommand(c OccurrenceControl) ([]byte, error) {
+	return Encode(CmdOccurrenceControl, &c)
+}
+
+func (a *applier) deliveryControl(c *DeliveryControl) []*Result {
+	out := make([]*Result, len(c.Actions))
+	for i := range c.Actions {
+		out[i] = &Result{Index: a.index, Err: errOf(a.deliveryAction(c.At, &c.Actions[i]))}
+	}
+	return out
+}
+
+func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
+	cur, _ := a.first(TableDeliveries, IndexID, act.DeliveryID).(*Delivery)
+	if cur == nil {
+		return notFound("delivery", "delivery %q not found", act.DeliveryID)
+	}
+	d := *cur
+	switch act.Action {
+	case ActionRetry, ActionRelease:
+		switch {
+		case act.Action == ActionRetry && cur.Status != DeliveryDeadLetter && cur.Status != DeliveryCancelled:
+			return conflict("status", "delivery %q is %s; only a dead-lettered or cancelled delivery can be retried", cur.ID, cur.Status)
+		case act.Action == ActionRelease && cur.Status != DeliveryHeld:
+			return conflict("status", "delivery %q is %s, not held", cur.ID, cur.Status)
+		case act.Node == "" || act.LeaseUntil <= at:
+			return invalid("node", "a re-queued delivery needs a node and a lease ending after now")
+		}
+		if act.Action == ActionRetry {
+			more := max(act.MoreAttempts, 1)
+			d.MaxAttempts = d.Attempts + more
+		}
+		d.Status, d.NextAttemptAt, d.CompletedAt = DeliveryPending, at, 0
+		d.AssignedNode, d.Fence, d.LeaseUntil = act.Node, a.index, act.LeaseUntil
+	case ActionCancel:
+		if cur.Terminal() {
+			return conflict("status", "delivery %q is already %s", cur.ID, cur.Status)
+		}
+		d.Status, d.CompletedAt, d.LeaseUntil = DeliveryCancelled, at, 0
+	default:
+		return invalid("action", "unknown delivery action %q", act.Action)
+	}
+	d.UpdatedAt = at
+	d.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableDeliveries, &d)
+	if d.Status == DeliveryCancelled && d.OccurrenceID != "" {
+		a.completeOccurrenceIfDone(at, d.OccurrenceID)
+	}
+	return nil
+}
+
+func (a *applier) occurrenceControl(c *OccurrenceControl) []*Result {
+	out := make([]*Result, len(c.IDs))
+	for i, id := range c.IDs {
+		out[i] = &Result{Index: a.index, Err: errOf(a.occurrenceAction(c, id))}
+	}
+	return out
+}
+
+func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
+	cur, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence)
+	switch {
+	case cur == nil || (c.Project != "" && cur.Project != c.Project):
+		return notFound("occurrence", "occurrence %q not found", id)
+	case c.Action != ActionComplete && c.Action != ActionSkip:
+		return invalid("action", "unknown occurrence action %q", c.Action)
+	case cur.Status != OccurrencePending:
+		return conflict("status", "occurrence %q is already %s", id, cur.Status)
+	}
+	o := *cur
+	o.CompletedAt = c.At
+	if c.Action == ActionComplete {
+		o.Status = OccurrenceCompleted
+	} else {
+		o.Status = OccurrenceSkipped
+	}
+	o.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableOccurrences, &o)
+	if c.Action == ActionSkip {
+		for _, d := range a.state().DeliveriesByOccurrence(id) {
+			if d.Terminal() {
+				continue
+			}
+			x := *d
+			x.Status, x.CompletedAt, x.LeaseUntil, x.UpdatedAt = DeliveryCancelled, c.At, 0, c.At
+			x.setIndexes(d.CreateIndex, a.index)
+			a.mustInsert(TableDeliveries, &x)
+		}
+		return nil
+	}
+	if job, _ := a.first(TableJobs, IndexID, o.JobID).(*Job); job != nil && job.LastCompletedAt < c.At {
+		j := *job
+		j.LastCompletedAt = c.At
+		j.setIndexes(job.CreateIndex, a.index)
+		a.mustInsert(TableJobs, &j)
+	}
+	return nil
+}
