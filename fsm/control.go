@@ -1,24 +1,11 @@
 package fsm
 
-import "time"
-
 // Operator actions on deliveries and occurrences (retry, cancel, release a
 // held delivery, complete or skip an occurrence). They are commands of their
 // own rather than Puts because each one moves a record through its state
 // machine with side effects that must happen in the same transaction: a new
 // fence for a re-queued delivery, the occurrence completing once its last
 // delivery is cancelled, the job's LastCompletedAt for the cooldown rule.
-
-// LeaseGrace is what a delivery's lease adds to the attempt's due time and
-// timeout: the room a node has to report its result before the leader gives
-// the delivery to another node. It is longer than any clock skew we accept
-// between nodes and than a Raft round trip under load.
-const LeaseGrace = 30 * time.Second
-
-// LeaseUntil is the lease deadline of an attempt due at due with timeout.
-func LeaseUntil(due Millis, timeout time.Duration) Millis {
-	return due + Millis((timeout + LeaseGrace).Milliseconds())
-}
 
 // Delivery control actions.
 const (

@@ -457,3 +457,155 @@ func (s *State) AssignedNodes() []string {
 		from = append(appendStringPrefix(nil, node), 0x00, 0x02)
 	}
 }
+
+// ---------------------------------------------------------------------------
+// Filtered delivery lists (the API's delivery history and dead-letter replay).
+
+// DeliveryFilter selects deliveries; an empty field matches every delivery.
+type DeliveryFilter struct {
+	Project    string // "" = every project
+	Status     string
+	EndpointID string
+	JobID      string
+	// CreatedFrom and CreatedTo bound CreatedAt to [CreatedFrom, CreatedTo);
+	// 0 leaves that side open.
+	CreatedFrom Millis
+	CreatedTo   Millis
+}
+
+func (f *DeliveryFilter) match(d *Delivery) bool {
+	return (f.Project == "" || d.Project == f.Project) &&
+		(f.Status == "" || d.Status == f.Status) &&
+		(f.EndpointID == "" || d.EndpointID == f.EndpointID) &&
+		(f.JobID == "" || d.JobID == f.JobID) &&
+		(f.CreatedFrom == 0 || d.CreatedAt >= f.CreatedFrom) &&
+		(f.CreatedTo == 0 || d.CreatedAt < f.CreatedTo)
+}
+
+// DeliveriesMatching lists the deliveries that match f, by id, with the
+// usual after/limit cursor. It walks the narrowest index the filter names
+// (job, then endpoint, then project and status) and checks the rest of the
+// filter row by row. With only a project, it merges the project's per-status
+// runs of the project_status index, which are each in id order, so a project
+// never pays for the deliveries of other projects.
+func (s *State) DeliveriesMatching(f DeliveryFilter, after string, limit int) ([]*Delivery, string) {
+	var next func() *Delivery
+	switch {
+	case f.JobID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexJob, []any{f.JobID}, after)
+	case f.EndpointID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexEndpoint, []any{f.EndpointID}, after)
+	case f.Project != "" && f.Status != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{f.Project, f.Status}, after)
+	case f.Project != "":
+		var runs []func() *Delivery
+		for _, status := range s.deliveryStatuses(f.Project) {
+			runs = append(runs, inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{f.Project, status}, after))
+		}
+		next = mergeByID(runs)
+	default:
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexID, nil, after)
+	}
+	var out []*Delivery
+	for d := next(); d != nil; d = next() {
+		if !f.match(d) {
+			continue
+		}
+		if limit > 0 && len(out) == limit {
+			return out, out[len(out)-1].ID
+		}
+		out = append(out, d)
+	}
+	return out, ""
+}
+
+// deliveryStatuses returns the statuses that deliveries of project have, in
+// order, found by seeking past each one (as AssignedNodes does for nodes),
+// so that a status added later is never silently left out of a listing.
+func (s *State) deliveryStatuses(project string) []string {
+	base := appendString(nil, project)
+	var out []string
+	from := rawKey(base)
+	for {
+		it := s.lowerBound(TableDeliveries, IndexProjectStatus, from)
+		obj := it.Next()
+		if obj == nil {
+			return out
+		}
+		d := obj.(*Delivery)
+		if d.Project != project {
+			return out
+		}
+		out = append(out, d.Status)
+		// 0x00 0x02 sorts after every key of this status and before the next.
+		from = append(appendStringPrefix(append(rawKey(nil), base...), d.Status), 0x00, 0x02)
+	}
+}
+
+// inIDOrder yields, one by one, the rows of table whose index key starts
+// with prefix (nil: the whole table by id), from the first id after after.
+// Within one prefix of a non-unique index the rows are in id order (memdb
+// appends the id to the key), which is what makes after seekable.
+func inIDOrder[T any](s *State, table, index string, prefix []any, after string) func() *T {
+	var it memdb.ResultIterator
+	switch {
+	case after == "":
+		it = s.iter(table, index, prefix...)
+	default:
+		it = s.lowerBound(table, index, append(append([]any{}, prefix...), after)...)
+	}
+	var want []byte
+	var ix memdb.SingleIndexer
+	if after != "" && prefix != nil {
+		// LowerBound does not stop at the end of the prefix; we must.
+		ix = schema.Tables[table].Indexes[index].Indexer.(memdb.SingleIndexer)
+		var err error
+		if want, err = schema.Tables[table].Indexes[index].Indexer.FromArgs(prefix...); err != nil {
+			panic(fmt.Sprintf("fsm: query %s.%s: %v", table, index, err))
+		}
+	}
+	done := false
+	return func() *T {
+		for !done {
+			obj := it.Next()
+			if obj == nil {
+				done = true
+				break
+			}
+			r := obj.(*T)
+			if ix != nil {
+				if ok, key, _ := ix.FromObject(r); !ok || !hasPrefix(key, want) {
+					done = true
+					break
+				}
+			}
+			if after != "" && keyOf(r) <= after {
+				continue
+			}
+			return r
+		}
+		return nil
+	}
+}
+
+// mergeByID merges runs that are each in id order into one run in id order.
+func mergeByID[T any](runs []func() *T) func() *T {
+	heads := make([]*T, len(runs))
+	for i, next := range runs {
+		heads[i] = next()
+	}
+	return func() *T {
+		best := -1
+		for i, h := range heads {
+			if h != nil && (best < 0 || keyOf(h) < keyOf(heads[best])) {
+				best = i
+			}
+		}
+		if best < 0 {
+			return nil
+		}
+		r := heads[best]
+		heads[best] = runs[best]()
+		return r
+	}
+}

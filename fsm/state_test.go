@@ -273,3 +273,77 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		eq(t, td.name+" indexes", have, want)
 	}
 }
+
+func TestDeliveriesMatching(t *testing.T) {
+	h := newHarness(t)
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})), must(t)(ProjectCreateCommand(Project{Name: "p1"})),
+		must(t)(ProjectCreateCommand(Project{Name: "q"})))
+	// Ids interleave across statuses, so a project-wide list must merge the
+	// per-status runs; "p1" shares a prefix with "p", and "job-10"/"ep-10"
+	// with "job-1"/"ep-1", so every seek must stop at the end of its prefix.
+	rows := []struct {
+		id, project, status, job, endpoint string
+		created                            Millis
+	}{
+		{"d01", "p", DeliveryDeadLetter, "job-1", "", 1000},
+		{"d02", "p", DeliverySucceeded, "job-1", "ep-1", 2000},
+		{"d03", "p", DeliveryDeadLetter, "job-2", "ep-1", 3000},
+		{"d04", "p1", DeliveryDeadLetter, "job-10", "ep-10", 3500},
+		{"d05", "p", DeliveryHeld, "", "ep-2", 4000},
+		{"d06", "p", DeliveryPending, "job-1", "ep-2", 5000},
+		{"d07", "q", DeliveryDeadLetter, "job-3", "ep-3", 5500},
+		{"d08", "p", DeliveryDeadLetter, "job-1", "ep-1", 6000},
+		{"d09", "p", DeliveryCancelled, "job-10", "", 7000},
+	}
+	for _, r := range rows {
+		d := fullDelivery(r.id, r.project, "n1", r.status, 1, 2, 0)
+		d.JobID, d.EndpointID, d.CreatedAt, d.EventID = r.job, r.endpoint, r.created, ""
+		if r.job == "" {
+			d.OccurrenceID, d.EventID = "", "evt-1"
+		}
+		h.ok(put(t, TableDeliveries, d))
+	}
+	s := h.f.State()
+	cases := []struct {
+		name  string
+		f     DeliveryFilter
+		after string
+		limit int
+		want  []string
+		next  string
+	}{
+		{"project", DeliveryFilter{Project: "p"}, "", 0, []string{"d01", "d02", "d03", "d05", "d06", "d08", "d09"}, ""},
+		{"project page 1", DeliveryFilter{Project: "p"}, "", 3, []string{"d01", "d02", "d03"}, "d03"},
+		{"project page 2", DeliveryFilter{Project: "p"}, "d03", 3, []string{"d05", "d06", "d08"}, "d08"},
+		{"project page 3", DeliveryFilter{Project: "p"}, "d08", 3, []string{"d09"}, ""},
+		{"exact last page has no cursor", DeliveryFilter{Project: "p"}, "d06", 2, []string{"d08", "d09"}, ""},
+		{"unknown project", DeliveryFilter{Project: "zz"}, "", 0, nil, ""},
+		{"every project", DeliveryFilter{}, "d06", 0, []string{"d07", "d08", "d09"}, ""},
+		{"status", DeliveryFilter{Project: "p", Status: DeliveryDeadLetter}, "", 0, []string{"d01", "d03", "d08"}, ""},
+		{"status after", DeliveryFilter{Project: "p", Status: DeliveryDeadLetter}, "d01", 1, []string{"d03"}, "d03"},
+		{"status in a prefix project", DeliveryFilter{Project: "p1", Status: DeliveryDeadLetter}, "", 0, []string{"d04"}, ""},
+		{"job", DeliveryFilter{Project: "p", JobID: "job-1"}, "", 0, []string{"d01", "d02", "d06", "d08"}, ""},
+		{"job after stops at its prefix", DeliveryFilter{Project: "p", JobID: "job-1"}, "d06", 0, []string{"d08"}, ""},
+		{"job of another project", DeliveryFilter{Project: "p", JobID: "job-3"}, "", 0, nil, ""},
+		{"job and status", DeliveryFilter{Project: "p", JobID: "job-1", Status: DeliveryDeadLetter}, "", 0, []string{"d01", "d08"}, ""},
+		{"endpoint", DeliveryFilter{Project: "p", EndpointID: "ep-1"}, "d02", 0, []string{"d03", "d08"}, ""},
+		{"endpoint and status", DeliveryFilter{Project: "p", EndpointID: "ep-2", Status: DeliveryHeld}, "", 0, []string{"d05"}, ""},
+		{"created range", DeliveryFilter{Project: "p", CreatedFrom: 2000, CreatedTo: 6000}, "", 0, []string{"d02", "d03", "d05", "d06"}, ""},
+		{"created from", DeliveryFilter{Project: "p", Status: DeliveryDeadLetter, CreatedFrom: 3000}, "", 0, []string{"d03", "d08"}, ""},
+		{"created to", DeliveryFilter{Project: "p", CreatedTo: 2000}, "", 0, []string{"d01"}, ""},
+	}
+	for _, tt := range cases {
+		got, next := s.DeliveriesMatching(tt.f, tt.after, tt.limit)
+		if got == nil {
+			got = []*Delivery{}
+		}
+		want := tt.want
+		if want == nil {
+			want = []string{}
+		}
+		eq(t, tt.name, ids(got), want)
+		eq(t, tt.name+" cursor", next, tt.next)
+	}
+	eq(t, "deliveryStatuses(p)", s.deliveryStatuses("p"),
+		[]string{DeliveryCancelled, DeliveryDeadLetter, DeliveryHeld, DeliveryPending, DeliverySucceeded})
+}

@@ -2,14 +2,29 @@
 // validation and canonical encoding, next-fire computation for every kind (one-shot,
 // interval, calendar times, daily/weekly/monthly recurrence, RFC 5545 rrule, cron) in any
 // IANA zone, and the poller's pure decision for a due job (catch-up, misfire grace,
-// cooldown, run limit, end date). The leader-only poller that applies these decisions
-// will live in this package too, in its own files; docs/schedules.md is the user-facing
-// description with the test vectors.
+// cooldown, run limit, end date). It also holds the leader-only poller (poller.go) that
+// applies these decisions, and the fan-out (fanout.go) that turns a decision or a manual
+// trigger into an occurrence and placed deliveries; docs/schedules.md is the user-facing
+// description with the test vectors, docs/delivery.md the pipeline's.
+//
+// # The poller
+//
+// It runs only between establish and revoke of leadership (a cluster.LeaderHook) and sleeps
+// until the earliest due job or event, the poll interval, or a change of the jobs or
+// events tables (a memdb watch), so a fire is late by milliseconds. Each tick reads what
+// is due, calls Plan once per job, builds the occurrence (its id derived from the job and
+// the slot's identity key, so one slot can never become two occurrences) and one delivery
+// per destination, placed on a node by rendezvous hashing, and applies it all in Fire
+// commands of bounded size. The FSM applies each job's part only if the job is unchanged
+// since the read (compare-and-set on its ModifyIndex); a refused part is planned again from
+// the new state. The poller never calls the dispatcher: deliveries are data. Every minute
+// it also issues a Prune command for history older than the retention period.
 //
 // # What the maths files must never do
 //
-// They do not read the clock (every function takes the time it needs), start goroutines,
-// touch Raft, HTTP or the FSM, or import other Chime packages. Everything they return is a
+// They (every file but poller.go and fanout.go) do not read the clock (every function takes
+// the time it needs), start goroutines, touch Raft, HTTP or the FSM, or import other Chime
+// packages. Everything they return is a
 // deterministic function of the arguments, so every node computes the same fires and the
 // same occurrence keys, and a new leader recomputes exactly what the old one would have.
 //
