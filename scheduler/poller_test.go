@@ -30,7 +30,7 @@ func newFakeCluster(t *testing.T) *fakeCluster {
 	return c
 }
 
-func (c *fakeCluster) FSM() *fsm.FSM            { return c.f }
+func (c *fakeCluster) FSM() *fsm.FSM           { return c.f }
 func (c *fakeCluster) DeliveryNodes() []string { return c.nodes }
 func (c *fakeCluster) Apply(_ context.Context, cmd []byte) (*fsm.Result, error) {
 	c.mu.Lock()
