@@ -39,6 +39,16 @@ func freeAddr(t *testing.T) string {
 // newSingleNode starts a one-node cluster with the API in front of it.
 func newSingleNode(t *testing.T) *httptest.Server {
 	t.Helper()
+	srv, _ := newNode(t)
+	return srv
+}
+
+// newNode is newSingleNode that also returns the cluster, for tests that
+// must write what only the poller or the dispatcher writes (attempt results,
+// fan-out of events). Data is limited to 1 KiB so that the 413 for data is
+// reachable under the 4 KiB body limit.
+func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), GossipAddr: freeAddr(t), HTTPAddr: "127.0.0.1:1",
@@ -52,7 +62,7 @@ func newSingleNode(t *testing.T) *httptest.Server {
 	if err := c.Start(&BootstrapHook{Cluster: c, Logger: logger}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096}).Handler())
+	srv := httptest.NewServer(New(Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}).Handler())
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -62,12 +72,12 @@ func newSingleNode(t *testing.T) *httptest.Server {
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
 		if _, err := c.FSM().State().Project(DefaultProject); err == nil {
-			return srv
+			return srv, c
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	t.Fatal("default project never appeared")
-	return nil
+	return nil, nil
 }
 
 type response struct {

@@ -1,11 +1,15 @@
 // Package api is Chime's public HTTP API on gin: routing, request decoding
 // and validation, the mapping of errors to HTTP statuses (errors.go, the only
-// place that does it), and the operator endpoints of the cluster.
+// place that does it), the resources (projects, jobs, occurrences, endpoints,
+// events, deliveries) and the operator endpoints of the cluster.
 //
 // What it must never do: touch Raft or the state store directly. Writes go
 // through Cluster.Apply as fsm commands built here, where everything
-// non-deterministic (ids, timestamps, secrets) is decided; reads come from
-// the local fsm.State, after a ReadBarrier when ?consistent=true.
+// non-deterministic (ids, timestamps, secrets, the node a re-queued delivery
+// goes to) is decided; reads come from the local fsm.State, after a
+// ReadBarrier when ?consistent=true. It never sends a webhook either: a
+// trigger, a retry or a release only writes deliveries, already placed, and
+// the dispatcher of the chosen node picks them up.
 //
 // Key decisions:
 //   - Every error is {"error": {"code", "message", "field"}}; bad input is a
@@ -14,4 +18,17 @@
 //     body limit; lists are {"items", "nextCursor"} with limit ≤ 500.
 //   - A write returns after the node that took it has applied it, so a read
 //     on the same node sees it.
+//   - Every resource call acts in one project (?project=, default
+//     "default"); an object of another project is a 404 exactly like a
+//     missing one, so nothing leaks across tenants.
+//   - Read-modify-writes are conditional (a Put with IfIndex, a fire checked
+//     against the job's ModifyIndex) and are rebuilt from fresh state on a
+//     conflict, at most maxConflictRetries times: the poller and the
+//     dispatchers change the same records concurrently, and a blind write
+//     would undo their work.
+//   - Secrets are shown once: an endpoint's in the response that creates it,
+//     never in a read.
+//   - Bulk operator actions (replay, release) are chunked into commands of at
+//     most 500 actions, so one request never becomes a Raft entry that stalls
+//     every other write.
 package api

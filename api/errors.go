@@ -8,6 +8,7 @@ import (
 
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/scheduler"
 	"github.com/gin-gonic/gin"
 )
 
@@ -48,6 +49,8 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg, Field: field}
 	case errors.Is(err, fsm.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg, Field: field}
+	case errors.Is(err, scheduler.ErrJobNotTriggerable):
+		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg, Field: "status"}
 	case errors.Is(err, cluster.ErrBadSnapshot):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_snapshot", Message: msg}
 	case errors.Is(err, cluster.ErrNoLeader):

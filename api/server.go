@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/scheduler"
 	"github.com/gin-gonic/gin"
 )
 
@@ -24,6 +26,11 @@ type Cluster interface {
 	TransferLeadership(ctx context.Context, to string) error
 	RemovePeer(ctx context.Context, id string) error
 	Restore(ctx context.Context, r io.Reader) error
+	// DeliveryNodes lists the nodes a new or re-queued delivery may be placed
+	// on (live followers, else the leader), sorted; the API places the
+	// deliveries of a manual trigger, a retry or a release itself, because
+	// every decision that is not deterministic is made before Apply.
+	DeliveryNodes() []string
 }
 
 // Config configures the HTTP API.
@@ -33,6 +40,10 @@ type Config struct {
 	Version string
 	// MaxBodyBytes bounds JSON request bodies (default 1 MiB).
 	MaxBodyBytes int64
+	// MaxDataBytes bounds a job's payload and an event's data (default 256 KiB).
+	MaxDataBytes int64
+	// Schedule configures schedule validation (default time zone, minimum interval).
+	Schedule scheduler.Config
 	// Now is the clock; tests inject one.
 	Now func() time.Time
 }
@@ -53,6 +64,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxBodyBytes == 0 {
 		cfg.MaxBodyBytes = DefaultMaxBodyBytes
+	}
+	if cfg.MaxDataBytes == 0 {
+		cfg.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if cfg.Schedule == (scheduler.Config{}) {
+		cfg.Schedule = scheduler.DefaultConfig()
 	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
@@ -85,6 +102,32 @@ func New(cfg Config) *Server {
 	v1.GET("/projects", s.listProjects)
 	v1.GET("/projects/:name", s.getProject)
 	v1.DELETE("/projects/:name", s.deleteProject)
+
+	v1.POST("/jobs", s.createJob)
+	v1.GET("/jobs", s.listJobs)
+	v1.GET("/jobs/:id", s.getJob)
+	v1.POST("/jobs/:id/trigger", s.triggerJob)
+	v1.GET("/jobs/:id/occurrences", s.listJobOccurrences)
+
+	v1.GET("/occurrences/:id", s.getOccurrence)
+	v1.POST("/occurrences/:id/complete", s.completeOccurrence)
+	v1.POST("/occurrences/:id/skip", s.skipOccurrence)
+
+	v1.POST("/endpoints", s.createEndpoint)
+	v1.GET("/endpoints", s.listEndpoints)
+	v1.GET("/endpoints/:id", s.getEndpoint)
+	v1.POST("/endpoints/:id/enable", s.enableEndpoint)
+	v1.POST("/endpoints/:id/disable", s.disableEndpoint)
+	v1.GET("/endpoints/:id/deliveries", s.listEndpointDeliveries)
+
+	v1.POST("/events", s.publishEvent)
+	v1.GET("/events/:id", s.getEvent)
+
+	v1.GET("/deliveries", s.listDeliveries)
+	v1.POST("/deliveries/replay", s.replayDeliveries)
+	v1.GET("/deliveries/:id", s.getDelivery)
+	v1.POST("/deliveries/:id/retry", s.retryDelivery)
+	v1.POST("/deliveries/:id/cancel", s.cancelDelivery)
 	s.engine = e
 	return s
 }
@@ -139,6 +182,48 @@ func (s *Server) apply(c *gin.Context, cmd []byte, buildErr error) error {
 	}
 	_, err := s.cfg.Cluster.Apply(c.Request.Context(), cmd)
 	return err
+}
+
+// maxConflictRetries bounds how often a read-modify-write is rebuilt from
+// fresh state after the leader refused it because the record changed in
+// between (a poller tick, a delivery result, another API call). Three is
+// plenty: each retry reads the state the conflicting write left behind.
+const maxConflictRetries = 3
+
+// retryOnConflict runs write until it succeeds, fails with anything but a
+// conflict, or has been retried maxConflictRetries times. write must rebuild
+// its command from fresh state on every run.
+func retryOnConflict(write func() error) error {
+	for retries := 0; ; retries++ {
+		err := write()
+		if err == nil || !errors.Is(err, fsm.ErrConflict) || retries == maxConflictRetries {
+			return err
+		}
+	}
+}
+
+// applyItems commits a command that has one result per item (a fire, a
+// delivery or occurrence control) and returns each item's domain error, nil
+// where the item succeeded. err is for the command as a whole: the cluster
+// could not commit it, or it did not yield want results.
+func (s *Server) applyItems(c *gin.Context, cmd []byte, buildErr error, want int) ([]error, error) {
+	if buildErr != nil {
+		return nil, buildErr
+	}
+	res, err := s.cfg.Cluster.Apply(c.Request.Context(), cmd)
+	if err != nil {
+		return nil, err
+	}
+	if len(res.Results) != want {
+		return nil, fmt.Errorf("command at index %d returned %d results for %d items", res.Index, len(res.Results), want)
+	}
+	out := make([]error, want)
+	for i, r := range res.Results {
+		if r != nil && r.Err != nil {
+			out[i] = r.Err
+		}
+	}
+	return out, nil
 }
 
 // BootstrapHook is the leader hook that makes the initial state exist: the

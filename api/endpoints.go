@@ -1,0 +1,307 @@
+package api
+
+import (
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chime-sched/chime/dispatch"
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
+)
+
+// MaxEventTypes bounds the subscriptions of one endpoint.
+const MaxEventTypes = 100
+
+// disabledByAPI is the DisabledReason of an endpoint switched off by hand,
+// as opposed to the state machine's auto-deactivation reasons.
+const disabledByAPI = "disabled through the API"
+
+// endpointRequest is POST /v1/endpoints (001, 004).
+type endpointRequest struct {
+	URL            string            `json:"url"`
+	Description    string            `json:"description"`
+	EventTypes     []string          `json:"eventTypes"`
+	Method         string            `json:"method"`
+	Headers        map[string]string `json:"headers"`
+	TimeoutSeconds float64           `json:"timeoutSeconds"`
+	RetryPolicy    *retryPolicyJSON  `json:"retryPolicy"`
+	Enabled        *bool             `json:"enabled"`
+}
+
+// endpointJSON never carries the secret: it is shown once, in the response
+// to the create (endpointCreatedJSON).
+type endpointJSON struct {
+	ID                  string            `json:"id"`
+	Project             string            `json:"project"`
+	URL                 string            `json:"url"`
+	Description         string            `json:"description"`
+	EventTypes          []string          `json:"eventTypes"`
+	Method              string            `json:"method"`
+	Headers             map[string]string `json:"headers"`
+	TimeoutSeconds      float64           `json:"timeoutSeconds"`
+	RetryPolicy         retryPolicyJSON   `json:"retryPolicy"`
+	Enabled             bool              `json:"enabled"`
+	DisabledReason      *string           `json:"disabledReason"`
+	ConsecutiveFailures int               `json:"consecutiveFailures"`
+	CreatedAt           *time.Time        `json:"createdAt"`
+	UpdatedAt           *time.Time        `json:"updatedAt"`
+}
+
+type endpointCreatedJSON struct {
+	endpointJSON
+	Secret string `json:"secret"`
+}
+
+type endpointEnabledJSON struct {
+	endpointJSON
+	// Released is how many held deliveries were re-queued (releaseHeld=true).
+	Released *int `json:"released,omitempty"`
+}
+
+func endpointOut(e *fsm.Endpoint) endpointJSON {
+	out := endpointJSON{
+		ID: e.ID, Project: e.Project, URL: e.URL, Description: e.Description, EventTypes: e.EventTypes,
+		Method: e.Method, Headers: e.Headers, TimeoutSeconds: float64(e.TimeoutMs) / 1000,
+		RetryPolicy: retryOut(e.Retry), Enabled: e.Enabled, DisabledReason: strPtr(e.DisabledReason),
+		ConsecutiveFailures: e.ConsecutiveFailures, CreatedAt: timePtr(e.CreatedAt), UpdatedAt: timePtr(e.UpdatedAt),
+	}
+	if out.EventTypes == nil {
+		out.EventTypes = []string{}
+	}
+	if out.Headers == nil {
+		out.Headers = map[string]string{}
+	}
+	return out
+}
+
+func validateSubscriptions(field string, patterns []string) ([]string, error) {
+	if len(patterns) == 0 {
+		return nil, badRequest(field, field+` is required: a list of event types such as "invoice.paid", "job.*" or "*"`)
+	}
+	if len(patterns) > MaxEventTypes {
+		return nil, badRequest(field, fmt.Sprintf("at most %d event types", MaxEventTypes))
+	}
+	out := make([]string, 0, len(patterns))
+	seen := map[string]bool{}
+	for i, p := range patterns {
+		if !subscriptionPattern.MatchString(p) {
+			return nil, badRequest(fmt.Sprintf("%s[%d]", field, i),
+				fmt.Sprintf("%q: use an event type (invoice.paid), a prefix (invoice.*) or *", p))
+		}
+		// Duplicates would match twice and mean nothing more: keep one.
+		if !seen[p] {
+			seen[p] = true
+			out = append(out, p)
+		}
+	}
+	return out, nil
+}
+
+// buildEndpoint validates a create request and returns the record to store,
+// with a fresh secret.
+func buildEndpoint(req *endpointRequest, project string, now time.Time) (*fsm.Endpoint, error) {
+	if err := validateURL("url", req.URL); err != nil {
+		return nil, err
+	}
+	if err := validateDescription("description", req.Description); err != nil {
+		return nil, err
+	}
+	types, err := validateSubscriptions("eventTypes", req.EventTypes)
+	if err != nil {
+		return nil, err
+	}
+	method, err := normalizeMethod("method", req.Method)
+	if err != nil {
+		return nil, err
+	}
+	if err := validateHeaders("headers", req.Headers); err != nil {
+		return nil, err
+	}
+	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
+	if err != nil {
+		return nil, err
+	}
+	retry, err := retryIn("retryPolicy", req.RetryPolicy, dispatch.EndpointDefaultPolicy())
+	if err != nil {
+		return nil, err
+	}
+	secret, err := dispatch.NewSecret()
+	if err != nil {
+		return nil, err
+	}
+	at := fsm.MillisOf(now)
+	ep := &fsm.Endpoint{
+		ID: fsm.NewID("ep", now), Project: project, URL: req.URL, Description: req.Description, Method: method,
+		Headers: req.Headers, TimeoutMs: tmo, Secret: secret, Retry: retry, EventTypes: types,
+		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: at, UpdatedAt: at,
+	}
+	if !ep.Enabled {
+		ep.DisabledReason = disabledByAPI
+	}
+	return ep, nil
+}
+
+func (s *Server) createEndpoint(c *gin.Context) {
+	project, err := s.project(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	var req endpointRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ep, err := buildEndpoint(&req, project, s.cfg.Now())
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	cmd, err := fsm.PutCommand(fsm.TableEndpoints, ep, fsm.PutOptions{IfAbsent: true})
+	if err := s.apply(c, cmd, err); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	stored, err := s.cfg.Cluster.FSM().State().Endpoint(ep.ID)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusCreated, endpointCreatedJSON{endpointJSON: endpointOut(stored), Secret: stored.Secret})
+}
+
+func (s *Server) listEndpoints(c *gin.Context) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	limit, after, err := listParams(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	eps, next := st.Endpoints(project, after, limit)
+	items := make([]endpointJSON, 0, len(eps))
+	for _, e := range eps {
+		items = append(items, endpointOut(e))
+	}
+	c.JSON(http.StatusOK, listBody(items, next))
+}
+
+func (s *Server) loadEndpoint(c *gin.Context) (string, *fsm.State, *fsm.Endpoint, error) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		return "", nil, nil, err
+	}
+	ep, err := inProject(st.Endpoint, endpointProject, "endpoint", c.Param("id"), project)
+	return project, st, ep, err
+}
+
+func (s *Server) getEndpoint(c *gin.Context) {
+	_, _, ep, err := s.loadEndpoint(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusOK, endpointOut(ep))
+}
+
+// listEndpointDeliveries is the endpoint's delivery history (001).
+func (s *Server) listEndpointDeliveries(c *gin.Context) {
+	project, st, ep, err := s.loadEndpoint(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	status, err := statusParam(c, deliveryStatuses)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	s.writeDeliveryPage(c, st, fsm.DeliveryFilter{Project: project, EndpointID: ep.ID, Status: status})
+}
+
+// setEnabled switches the endpoint of the path on or off with a conditional
+// Put, rebuilt on a conflict: the state machine changes endpoints too (the
+// failure counter, auto-deactivation), and a blind Put would undo that.
+// Enabling keeps consecutiveFailures, as 001 says: only a success resets it.
+func (s *Server) setEnabled(c *gin.Context, enabled bool) (*fsm.Endpoint, error) {
+	project, err := s.project(c)
+	if err != nil {
+		return nil, err
+	}
+	id := c.Param("id")
+	err = retryOnConflict(func() error {
+		cur, err := inProject(s.cfg.Cluster.FSM().State().Endpoint, endpointProject, "endpoint", id, project)
+		if err != nil {
+			return err
+		}
+		if cur.Enabled == enabled {
+			return nil // already so; keep an auto-deactivation's reason
+		}
+		ep := *cur
+		ep.Enabled, ep.DisabledReason, ep.UpdatedAt = enabled, "", fsm.MillisOf(s.cfg.Now())
+		if !enabled {
+			ep.DisabledReason = disabledByAPI
+		}
+		cmd, err := fsm.PutCommand(fsm.TableEndpoints, &ep, fsm.PutOptions{IfIndex: cur.ModifyIndex})
+		return s.apply(c, cmd, err)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return s.cfg.Cluster.FSM().State().Endpoint(id)
+}
+
+// enableEndpoint switches the endpoint on; with ?releaseHeld=true it also
+// re-queues every delivery held while it was off. New deliveries are no
+// longer held from the moment it is enabled, so the release runs after.
+func (s *Server) enableEndpoint(c *gin.Context) {
+	release, err := boolParam(c, "releaseHeld")
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ep, err := s.setEnabled(c, true)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	out := endpointEnabledJSON{endpointJSON: endpointOut(ep)}
+	if release {
+		n, err := s.releaseHeld(c, ep)
+		if err != nil {
+			fail(c, s.logger, err)
+			return
+		}
+		out.Released = &n
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// releaseHeld re-queues the endpoint's held deliveries, a page at a time.
+func (s *Server) releaseHeld(c *gin.Context, ep *fsm.Endpoint) (int, error) {
+	st := s.cfg.Cluster.FSM().State()
+	f := fsm.DeliveryFilter{Project: ep.Project, EndpointID: ep.ID, Status: fsm.DeliveryHeld}
+	n := 0
+	for after := ""; ; {
+		ds, next := st.DeliveriesMatching(f, after, maxActionsPerCommand)
+		ids, err := s.requeue(c, st, ds, fsm.ActionRelease)
+		n += len(ids)
+		if err != nil || next == "" {
+			return n, err
+		}
+		after = next
+	}
+}
+
+func (s *Server) disableEndpoint(c *gin.Context) {
+	ep, err := s.setEnabled(c, false)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusOK, endpointOut(ep))
+}

@@ -1,0 +1,152 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
+)
+
+// MaxEventDelay is how far ahead an event may be scheduled; the same horizon
+// as a job's delaySeconds.
+const MaxEventDelay = 100 * 366 * 24 * time.Hour
+
+// eventRequest is POST /v1/events (003): a type, its data, and optionally
+// when to publish it.
+type eventRequest struct {
+	Type           string          `json:"type"`
+	Data           json.RawMessage `json:"data"`
+	ScheduledAt    string          `json:"scheduledAt"`
+	IdempotencyKey string          `json:"idempotencyKey"`
+}
+
+type eventJSON struct {
+	ID             string          `json:"id"`
+	Project        string          `json:"project"`
+	Type           string          `json:"type"`
+	Data           json.RawMessage `json:"data"`
+	Status         string          `json:"status"`
+	ScheduledAt    *time.Time      `json:"scheduledAt"`
+	PublishedAt    *time.Time      `json:"publishedAt"`
+	IdempotencyKey *string         `json:"idempotencyKey"`
+	CreatedAt      *time.Time      `json:"createdAt"`
+}
+
+type eventDetailJSON struct {
+	eventJSON
+	Deliveries []deliveryJSON `json:"deliveries"`
+}
+
+func eventOut(e *fsm.Event) eventJSON {
+	data := json.RawMessage(e.Data)
+	if len(data) == 0 {
+		data = json.RawMessage("null")
+	}
+	return eventJSON{
+		ID: e.ID, Project: e.Project, Type: e.Type, Data: data, Status: e.Status,
+		ScheduledAt: timePtr(e.ScheduledAt), PublishedAt: timePtr(e.PublishedAt),
+		IdempotencyKey: strPtr(e.IdempotencyKey), CreatedAt: timePtr(e.CreatedAt),
+	}
+}
+
+// buildEvent validates a publish request and returns the event to store.
+func (s *Server) buildEvent(req *eventRequest, project string, now time.Time) (*fsm.Event, error) {
+	if req.Type == "" {
+		return nil, badRequest("type", "type is required, e.g. invoice.paid")
+	}
+	if err := validateEventType("type", req.Type); err != nil {
+		return nil, err
+	}
+	if err := s.validateData("data", req.Data); err != nil {
+		return nil, err
+	}
+	at := now
+	if req.ScheduledAt != "" {
+		t, err := parseTime("scheduledAt", req.ScheduledAt)
+		if err != nil {
+			return nil, err
+		}
+		if t.After(now.Add(MaxEventDelay)) {
+			return nil, badRequest("scheduledAt", "scheduledAt is more than 100 years ahead")
+		}
+		// A time in the past is kept as given (the receiver sees when the
+		// event was meant for); the poller publishes it at once.
+		at = t
+	}
+	if len(req.IdempotencyKey) > MaxIdempotencyLen {
+		return nil, badRequest("idempotencyKey", fmt.Sprintf("at most %d characters", MaxIdempotencyLen))
+	}
+	data := []byte(req.Data)
+	if len(data) == 0 {
+		data = []byte("null") // the envelope's "data" is always valid JSON
+	}
+	return &fsm.Event{
+		ID: fsm.NewID("evt", now), Project: project, Type: req.Type, Data: data, ScheduledAt: fsm.MillisOf(at),
+		Status: fsm.EventScheduled, IdempotencyKey: req.IdempotencyKey, CreatedAt: fsm.MillisOf(now),
+	}, nil
+}
+
+// publishEvent stores the event as scheduled; the leader's poller fans it
+// out when it is due (at once when scheduledAt is absent or past), so the
+// answer is 202. A valid request with a repeated idempotencyKey answers 200
+// with the event that key first created, whatever else the body says.
+func (s *Server) publishEvent(c *gin.Context) {
+	project, err := s.project(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	var req eventRequest
+	if err := s.decodeJSON(c, &req); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ev, err := s.buildEvent(&req, project, s.cfg.Now())
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	if prior, err := s.cfg.Cluster.FSM().State().EventByIdempotencyKey(project, ev.IdempotencyKey); err == nil {
+		c.JSON(http.StatusOK, eventOut(prior))
+		return
+	}
+	cmd, err := fsm.PutCommand(fsm.TableEvents, ev, fsm.PutOptions{IfAbsent: true})
+	if err := s.apply(c, cmd, err); err != nil {
+		if errors.Is(err, fsm.ErrConflict) && ev.IdempotencyKey != "" {
+			// A concurrent publish with the same key won the race.
+			if prior, perr := s.cfg.Cluster.FSM().State().EventByIdempotencyKey(project, ev.IdempotencyKey); perr == nil {
+				c.JSON(http.StatusOK, eventOut(prior))
+				return
+			}
+		}
+		fail(c, s.logger, err)
+		return
+	}
+	stored, err := s.cfg.Cluster.FSM().State().Event(ev.ID)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusAccepted, eventOut(stored))
+}
+
+// getEvent shows the event with its deliveries: one per endpoint subscribed
+// when it was published, so the list is bounded by the project's endpoints.
+func (s *Server) getEvent(c *gin.Context) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ev, err := inProject(st.Event, eventProject, "event", c.Param("id"), project)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	ds, _ := st.DeliveriesByEvent(ev.ID, "", 0)
+	c.JSON(http.StatusOK, eventDetailJSON{eventJSON: eventOut(ev), Deliveries: deliveriesOut(ds)})
+}

@@ -1,0 +1,196 @@
+package api
+
+import (
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/scheduler"
+	"github.com/gin-gonic/gin"
+)
+
+type occurrenceJSON struct {
+	ID             string     `json:"id"`
+	Project        string     `json:"project"`
+	JobID          string     `json:"jobId"`
+	Number         int64      `json:"number"`
+	Status         string     `json:"status"`
+	ScheduledFor   *time.Time `json:"scheduledFor"`
+	FiredAt        *time.Time `json:"firedAt"`
+	CompletedAt    *time.Time `json:"completedAt"`
+	MissedCount    int64      `json:"missedCount"`
+	Manual         bool       `json:"manual"`
+	IdempotencyKey string     `json:"idempotencyKey"`
+}
+
+type occurrenceDetailJSON struct {
+	occurrenceJSON
+	Deliveries []deliveryJSON `json:"deliveries"`
+}
+
+func occurrenceOut(o *fsm.Occurrence) occurrenceJSON {
+	return occurrenceJSON{
+		ID: o.ID, Project: o.Project, JobID: o.JobID, Number: o.Number, Status: o.Status,
+		ScheduledFor: timePtr(o.ScheduledFor), FiredAt: timePtr(o.FiredAt), CompletedAt: timePtr(o.CompletedAt),
+		MissedCount: o.MissedCount, Manual: o.Manual, IdempotencyKey: o.IdempotencyKey,
+	}
+}
+
+// occurrenceDetailOut adds the occurrence's deliveries: one per destination
+// of its job, so the list is short.
+func occurrenceDetailOut(st *fsm.State, o *fsm.Occurrence) occurrenceDetailJSON {
+	return occurrenceDetailJSON{occurrenceJSON: occurrenceOut(o), Deliveries: deliveriesOut(st.DeliveriesByOccurrence(o.ID))}
+}
+
+// numberCursor marks a cursor that is an occurrence number (the unfiltered
+// list runs by number, the filtered one by id), so that a cursor from one
+// list is refused by the other instead of silently restarting it.
+const numberCursor = "#"
+
+// listJobOccurrences is GET /v1/jobs/{id}/occurrences: by number, or by id
+// with ?status=.
+func (s *Server) listJobOccurrences(c *gin.Context) {
+	st, job, err := s.loadJob(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	limit, after, err := listParams(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	status, err := statusParam(c, occurrenceStatuses)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	badCursor := badRequest("cursor", "cursor is not one this list issued; pass nextCursor from the previous page of the same query")
+	var os []*fsm.Occurrence
+	next := ""
+	if status != "" {
+		if strings.HasPrefix(after, numberCursor) {
+			fail(c, s.logger, badCursor)
+			return
+		}
+		os, next = st.OccurrencesByStatus(job.ID, status, after, limit)
+	} else {
+		var afterNumber int64
+		if after != "" {
+			n, perr := strconv.ParseInt(strings.TrimPrefix(after, numberCursor), 10, 64)
+			if perr != nil || !strings.HasPrefix(after, numberCursor) || n < 1 {
+				fail(c, s.logger, badCursor)
+				return
+			}
+			afterNumber = n
+		}
+		var nextNumber int64
+		os, nextNumber = st.OccurrencesByJob(job.ID, afterNumber, limit)
+		if nextNumber != 0 {
+			next = numberCursor + strconv.FormatInt(nextNumber, 10)
+		}
+	}
+	items := make([]occurrenceJSON, 0, len(os))
+	for _, o := range os {
+		items = append(items, occurrenceOut(o))
+	}
+	c.JSON(http.StatusOK, listBody(items, next))
+}
+
+func (s *Server) getOccurrence(c *gin.Context) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	o, err := inProject(st.Occurrence, occurrenceProject, "occurrence", c.Param("id"), project)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusOK, occurrenceDetailOut(st, o))
+}
+
+func (s *Server) completeOccurrence(c *gin.Context) { s.controlOccurrence(c, fsm.ActionComplete) }
+func (s *Server) skipOccurrence(c *gin.Context)     { s.controlOccurrence(c, fsm.ActionSkip) }
+
+// controlOccurrence completes or skips a pending occurrence (000). The state
+// machine checks the project and the status again, in the same transaction
+// as the change, so a concurrent fire cannot slip in between; the local
+// check first only spares the log a command that can only fail.
+func (s *Server) controlOccurrence(c *gin.Context, action string) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	id := c.Param("id")
+	if _, err := inProject(st.Occurrence, occurrenceProject, "occurrence", id, project); err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	cmd, err := fsm.OccurrenceControlCommand(fsm.OccurrenceControl{
+		At: fsm.MillisOf(s.cfg.Now()), Action: action, IDs: []string{id}, Project: project,
+	})
+	errs, err := s.applyItems(c, cmd, err, 1)
+	if err == nil {
+		err = errs[0]
+	}
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	st = s.cfg.Cluster.FSM().State()
+	o, err := st.Occurrence(id)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusOK, occurrenceDetailOut(st, o))
+}
+
+// triggerJob creates an occurrence now, whatever the schedule or status
+// (000), delivered like a scheduled one. The fire is checked against the
+// job's ModifyIndex, so a concurrent change (a poller tick above all) makes
+// it a conflict; it is then rebuilt from the new state.
+func (s *Server) triggerJob(c *gin.Context) {
+	project, err := s.project(c)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	id := c.Param("id")
+	var occID string
+	err = retryOnConflict(func() error {
+		st := s.cfg.Cluster.FSM().State()
+		job, err := inProject(st.Job, jobProject, "job", id, project)
+		if err != nil {
+			return err
+		}
+		now := s.cfg.Now()
+		jf, err := scheduler.TriggerFire(st, job, s.cfg.Cluster.DeliveryNodes(), now)
+		if err != nil {
+			return err
+		}
+		cmd, err := fsm.Encode(fsm.CmdFire, &fsm.Fire{At: fsm.MillisOf(now), Jobs: []fsm.JobFire{jf}})
+		errs, err := s.applyItems(c, cmd, err, 1)
+		if err != nil {
+			return err
+		}
+		occID = jf.Occurrence.ID
+		return errs[0]
+	})
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	st := s.cfg.Cluster.FSM().State()
+	o, err := st.Occurrence(occID)
+	if err != nil {
+		fail(c, s.logger, err)
+		return
+	}
+	c.JSON(http.StatusCreated, occurrenceDetailOut(st, o))
+}
