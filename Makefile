@@ -16,7 +16,7 @@ build: ## build bin/chime (static, tz database embedded)
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/chime
 
 run: build ## start a single node on http://127.0.0.1:8700 with data in ./chime-data
-	$(BIN) agent --data-dir ./chime-data --http-addr 127.0.0.1:8700 --raft-addr 127.0.0.1:8701 --gossip-addr 127.0.0.1:8702
+	$(BIN) agent --data-dir ./chime-data --http-addr 127.0.0.1:8700 --raft-addr 127.0.0.1:8701 --gossip-addr 127.0.0.1:8702 --allow-private-targets
 
 cluster: build ## start a local 3-node cluster (HTTP on 8710, 8720, 8730); Ctrl-C stops it
 	@scripts/local-cluster.sh $(BIN)

@@ -1,9 +1,10 @@
 // Package dispatch delivers Chime's messages to receivers: it signs each
-// attempt, makes the HTTP call safely, and decides retries. It will also hold
-// the per-node worker pool that runs the deliveries assigned to the node and
+// attempt, makes the HTTP call safely, and decides retries. It holds the
+// per-node dispatcher that runs the deliveries assigned to the node and
 // reports their results through Raft, and the leader's loop that reassigns
 // the deliveries of dead nodes and expired leases. Of Chime's packages it
-// imports fsm (and, for the worker pool, cluster) only.
+// imports fsm and cluster only (the api imports it for target validation and
+// secret generation, so that the rules are defined once).
 //
 // The building blocks:
 //
@@ -22,6 +23,17 @@
 //   - guard.go: the outbound address policy (no loopback, private,
 //     link-local, metadata, CGNAT or other special-purpose addresses, in any
 //     IPv4 or IPv6 spelling, unless configured) and URL validation.
+//   - request.go: what an attempt sends: the target's method, URL and
+//     headers, the job's payload or 001's envelope, Chime's headers and the
+//     signatures, all from the replicated state.
+//   - worker.go: the Dispatcher. It watches the local FSM (memdb watch) for
+//     deliveries of this node that are due, starts them on a bounded pool
+//     only while the node is in contact with the leader and the lease outlives
+//     the call, and reports outcomes in batched DeliveryResults commands. The
+//     in-flight state stays local; the lease covers a node that dies mid-call.
+//   - reassign.go: the Reassigner, a leader hook: each second it moves the
+//     unfinished deliveries of nodes gone from gossip, of passed leases, and
+//     waiting retries off the leader while it has followers, with new fences.
 //   - sender.go: the HTTP call: one shared keep-alive transport, bounded
 //     response reads, a 1 KiB UTF-8 summary, timeouts, outcome
 //     classification (2xx success, 410 gone, 3xx failure).

@@ -16,7 +16,7 @@ for i in 1 2 3; do
   base=$((8700 + i * 10))
   args=(agent --node-id "n$i" --data-dir "cluster-data/n$i"
         --http-addr "127.0.0.1:$base" --raft-addr "127.0.0.1:$((base + 1))" --gossip-addr "127.0.0.1:$((base + 2))"
-        --bootstrap-expect 3 --cluster-key "$key")
+        --bootstrap-expect 3 --cluster-key "$key" --allow-private-targets)
   [ "$i" -gt 1 ] && args+=(--join 127.0.0.1:8712)
   # Process substitution keeps $! the agent's pid, not the prefixing sed's.
   "$bin" "${args[@]}" > >(sed -u "s/^/[n$i] /") 2>&1 &

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"os/signal"
 	"syscall"
@@ -15,7 +16,9 @@ import (
 
 	"github.com/chime-sched/chime/api"
 	"github.com/chime-sched/chime/cluster"
+	"github.com/chime-sched/chime/dispatch"
 	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/scheduler"
 )
 
 type agentFlags struct {
@@ -32,6 +35,11 @@ type agentFlags struct {
 	snapshotThreshold                 uint64
 	shutdownTimeout                   time.Duration
 	maxBodyBytes                      int64
+	retention                         time.Duration
+	workers                           int
+	allowPrivateTargets               bool
+	allowedTargetCIDRs                listFlag
+	defaultTimezone                   string
 }
 
 func agentFlagSet(f *agentFlags) *flag.FlagSet {
@@ -57,6 +65,11 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 8192)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted JSON request body")
+	fs.DurationVar(&f.retention, "retention", scheduler.DefaultRetention, "finished occurrences, deliveries and attempts older than this are deleted (0 keeps them forever)")
+	fs.IntVar(&f.workers, "workers", dispatch.DefaultWorkers, "concurrent HTTP deliveries on this node")
+	fs.BoolVar(&f.allowPrivateTargets, "allow-private-targets", false, "let deliveries reach loopback, private and other special-purpose addresses (development only)")
+	fs.Var(&f.allowedTargetCIDRs, "allowed-target-cidrs", "address ranges deliveries may reach although they are private, comma-separated (10.20.0.0/16,fd00::/8)")
+	fs.StringVar(&f.defaultTimezone, "default-timezone", "UTC", "IANA time zone of schedules that name none")
 	return fs
 }
 
@@ -102,6 +115,24 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if f.pollInterval < 10*time.Millisecond || f.pollInterval > time.Hour {
 		return fmt.Errorf("--poll-interval %s: use a value from 10ms to 1h", f.pollInterval)
 	}
+	if f.retention < 0 {
+		return fmt.Errorf("--retention %s: use 0 (keep forever) or a positive duration such as 720h", f.retention)
+	}
+	if f.workers < 1 || f.workers > 4096 {
+		return fmt.Errorf("--workers %d: use a value from 1 to 4096", f.workers)
+	}
+	targets := dispatch.TargetPolicy{AllowPrivate: f.allowPrivateTargets}
+	for _, s := range f.allowedTargetCIDRs {
+		p, err := netip.ParsePrefix(s)
+		if err != nil {
+			return fmt.Errorf("--allowed-target-cidrs %q: not a CIDR range such as 10.20.0.0/16", s)
+		}
+		targets.Allowed = append(targets.Allowed, p.Masked())
+	}
+	schedCfg := scheduler.Config{DefaultTimezone: f.defaultTimezone, MinIntervalSeconds: 1}
+	if err := schedCfg.Validate(); err != nil {
+		return fmt.Errorf("--default-timezone %q: %w", f.defaultTimezone, err)
+	}
 	if f.bootstrapExpect < 0 {
 		f.bootstrapExpect = 1
 		if len(f.join) > 0 {
@@ -145,12 +176,25 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		httpLn.Close()
 		return err
 	}
-	apiServer := api.New(api.Config{Cluster: c, Logger: logger, Version: version, MaxBodyBytes: f.maxBodyBytes})
-	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger}); err != nil {
+	apiServer := api.New(api.Config{Cluster: c, Logger: logger, Version: version, MaxBodyBytes: f.maxBodyBytes, Schedule: schedCfg})
+	retention := f.retention
+	if retention == 0 {
+		retention = -1 // the poller's "never prune"
+	}
+	poller := scheduler.NewPoller(c, scheduler.PollerConfig{Interval: f.pollInterval, Retention: retention, Schedule: schedCfg, Logger: logger})
+	reassigner := dispatch.NewReassigner(c, nil, logger)
+	dispatcher := dispatch.NewDispatcher(c, dispatch.DispatcherConfig{
+		Workers: f.workers, Logger: logger,
+		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/" + version}),
+	})
+	// Hooks run in order on establish and in reverse on revoke: the
+	// default project first, then the reassigner and the poller.
+	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger}, reassigner, poller); err != nil {
 		httpLn.Close()
 		_ = c.Shutdown(context.Background())
 		return err
 	}
+	dispatcher.Start()
 	srv := &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
@@ -160,7 +204,8 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpLn) }()
 	logger.Info("chime agent started", "version", version, "http_addr", advHTTP, "raft_addr", c.RaftAddr(),
-		"gossip_addr", f.gossipAddr, "data_dir", f.dataDir, "bootstrap_expect", f.bootstrapExpect, "poll_interval", f.pollInterval)
+		"gossip_addr", f.gossipAddr, "data_dir", f.dataDir, "bootstrap_expect", f.bootstrapExpect, "poll_interval", f.pollInterval,
+		"workers", f.workers, "allow_private_targets", f.allowPrivateTargets)
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -179,6 +224,11 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if err := srv.Shutdown(ctx); err != nil {
 		logger.Warn("http shutdown", "error", err)
 	}
+	// Let running calls finish and report (half the budget), so that no
+	// attempt is cut off and made again elsewhere, then leave.
+	dctx, dcancel := context.WithTimeout(ctx, f.shutdownTimeout/2)
+	dispatcher.Stop(dctx)
+	dcancel()
 	if err := c.Shutdown(ctx); err != nil {
 		logger.Warn("cluster shutdown", "error", err)
 	}

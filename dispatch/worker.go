@@ -1,0 +1,359 @@
+package dispatch
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/hashicorp/go-memdb"
+)
+
+// The per-node dispatcher: it watches the local FSM for deliveries assigned
+// to this node that are due, runs them on a bounded pool, and reports every
+// outcome (success, retry decision, dead letter) through Raft in batches.
+// The in-flight state is local on purpose: writing "in flight" to Raft would
+// double the log traffic, and the lease already covers a node that dies
+// mid-call (the leader reassigns the delivery when the lease ends).
+
+// Dispatcher defaults.
+const (
+	DefaultWorkers = 64
+	// startMargin: an attempt starts only if its lease outlives the call's
+	// timeout by this much, so the result can still be reported in time;
+	// otherwise the node leaves it to the leader to renew or move.
+	startMargin = 5 * time.Second
+	// reportBatch and reportLinger bound how results are batched into one
+	// Raft command: up to reportBatch results, waiting at most reportLinger
+	// for more once one is ready.
+	reportBatch  = 256
+	reportLinger = 10 * time.Millisecond
+	// reportRetry is the pause between tries of a result command the
+	// cluster could not commit (no leader); results are retried until their
+	// lease has passed, after which the delivery belongs to another node.
+	reportRetry = 250 * time.Millisecond
+	// notInContactRecheck: while this node cannot reach the leader it starts
+	// nothing and looks again this often (contact changes have no watch).
+	notInContactRecheck = 500 * time.Millisecond
+	maxIdleWait         = time.Minute
+)
+
+// NodeCluster is what a dispatcher needs from the replicated core.
+type NodeCluster interface {
+	NodeID() string
+	FSM() *fsm.FSM
+	Apply(ctx context.Context, cmd []byte) (*fsm.Result, error)
+	// InContact: the node has heard from a leader recently. A node cut off
+	// from the cluster starts no attempt: its deliveries are being moved.
+	InContact() bool
+}
+
+// DispatcherConfig configures a Dispatcher; zero values take the defaults.
+type DispatcherConfig struct {
+	Workers int
+	Sender  *Sender
+	Now     func() time.Time
+	Rand    func() float64 // jitter; nil = math/rand/v2
+	Logger  *slog.Logger
+}
+
+// Dispatcher runs the deliveries assigned to one node.
+type Dispatcher struct {
+	c      NodeCluster
+	cfg    DispatcherConfig
+	node   string
+	logger *slog.Logger
+
+	mu       sync.Mutex
+	inflight map[string]uint64 // delivery id → fence, from start until its result is applied or dropped
+	skipped  map[string]uint64 // delivery id → fence whose lease was too short to start
+	freed    chan struct{}     // a worker slot or an in-flight entry was released
+
+	results chan fsm.DeliveryResult
+	stop    context.CancelFunc
+	calls   sync.WaitGroup // running HTTP calls (and pending sends to results)
+	runDone chan struct{}
+	repDone chan struct{}
+	callCtx context.Context
+	abort   context.CancelFunc // cancels running calls
+}
+
+// NewDispatcher returns a dispatcher for the cluster's local node; Start it.
+func NewDispatcher(c NodeCluster, cfg DispatcherConfig) *Dispatcher {
+	if cfg.Workers <= 0 {
+		cfg.Workers = DefaultWorkers
+	}
+	if cfg.Sender == nil {
+		cfg.Sender = NewSender(SenderConfig{})
+	}
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.Default()
+	}
+	return &Dispatcher{
+		c: c, cfg: cfg, node: c.NodeID(), logger: cfg.Logger.With("component", "dispatcher"),
+		inflight: map[string]uint64{}, skipped: map[string]uint64{},
+		freed: make(chan struct{}, 1), results: make(chan fsm.DeliveryResult, cfg.Workers),
+	}
+}
+
+// Start runs the dispatcher until Stop.
+func (w *Dispatcher) Start() {
+	ctx, cancel := context.WithCancel(context.Background())
+	w.stop = cancel
+	w.callCtx, w.abort = context.WithCancel(context.Background())
+	w.runDone, w.repDone = make(chan struct{}), make(chan struct{})
+	go func() { defer close(w.runDone); w.run(ctx) }()
+	go func() { defer close(w.repDone); w.report() }()
+	w.logger.Info("dispatcher started", "node", w.node, "workers", w.cfg.Workers)
+}
+
+// Stop starts no new attempt, lets running calls finish until ctx ends
+// (then cancels them), reports their results, and returns. Results the
+// cluster can no longer take are dropped: the leases cover them.
+func (w *Dispatcher) Stop(ctx context.Context) {
+	if w.stop == nil {
+		return
+	}
+	w.stop()
+	<-w.runDone // no attempt starts after this
+	done := make(chan struct{})
+	go func() { w.calls.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		w.abort()
+		<-done
+	}
+	close(w.results)
+	<-w.repDone
+	w.abort()
+	w.cfg.Sender.Close()
+}
+
+// InFlight returns how many attempts are running or waiting to be reported.
+func (w *Dispatcher) InFlight() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inflight)
+}
+
+func (w *Dispatcher) signal() {
+	select {
+	case w.freed <- struct{}{}:
+	default:
+	}
+}
+
+func (w *Dispatcher) run(ctx context.Context) {
+	for ctx.Err() == nil {
+		st := w.c.FSM().State()
+		now := w.cfg.Now()
+		wait := maxIdleWait
+		if !w.c.InContact() {
+			wait = notInContactRecheck
+		} else {
+			wait = min(wait, w.startDue(st, now))
+		}
+		ws := memdb.NewWatchSet()
+		ws.Add(st.AbandonCh())
+		ws.Add(w.freed)
+		if it, err := st.Txn().Get(fsm.TableDeliveries, fsm.IndexNodeDue, w.node); err == nil {
+			ws.Add(it.WatchCh())
+		}
+		if wait <= 0 {
+			continue
+		}
+		wctx, cancel := context.WithTimeout(ctx, wait)
+		_ = ws.WatchCtx(wctx)
+		cancel()
+	}
+}
+
+// startDue starts what is due and returns how long until the next delivery
+// of this node that is not running becomes due (or the idle wait).
+func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	limit := w.cfg.Workers*2 + len(w.inflight)
+	for _, d := range st.DeliveriesDue(w.node, fsm.Millis(1<<62), limit) {
+		if _, busy := w.inflight[d.ID]; busy {
+			continue
+		}
+		if f, ok := w.skipped[d.ID]; ok && f == d.Fence {
+			continue
+		}
+		if d.NextAttemptAt.Time().After(now) {
+			return d.NextAttemptAt.Time().Sub(now)
+		}
+		if len(w.inflight) >= w.cfg.Workers {
+			return maxIdleWait // a finishing call signals freed
+		}
+		delete(w.skipped, d.ID)
+		if !w.start(st, d, now) {
+			w.skipped[d.ID] = d.Fence
+		}
+	}
+	if len(w.skipped) > 10*w.cfg.Workers+1000 {
+		clear(w.skipped) // entries of deliveries moved away; rebuilt as needed
+	}
+	return maxIdleWait
+}
+
+// start launches one attempt; false if the lease is too short to start it.
+// Called with w.mu held.
+func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
+	attempt := d.Attempts + 1
+	p, err := Prepare(st, d, attempt, now)
+	res := fsm.DeliveryResult{DeliveryID: d.ID, Fence: d.Fence, Attempt: fsm.Attempt{Node: w.node, StartedAt: fsm.MillisOf(now)}}
+	if err != nil {
+		// Nothing can be sent: dead-letter it now with the reason, so it
+		// does not wait for a lease to pass again and again.
+		w.logger.Warn("delivery cannot be prepared; dead-lettering it", "delivery", d.ID, "err", err)
+		res.Status, res.Attempt.Error = fsm.DeliveryDeadLetter, err.Error()
+		w.inflight[d.ID] = d.Fence
+		w.calls.Add(1)
+		go func() { defer w.calls.Done(); w.results <- res }() // never send while holding w.mu
+		return true
+	}
+	if p.Request.Timeout+startMargin > d.LeaseUntil.Time().Sub(now) {
+		w.logger.Debug("lease too short to start; leaving it to the leader", "delivery", d.ID, "lease", d.LeaseUntil.Time())
+		return false
+	}
+	w.inflight[d.ID] = d.Fence
+	w.calls.Add(1)
+	go func() {
+		defer w.calls.Done()
+		out := w.cfg.Sender.Send(w.callCtx, p.Request)
+		if w.callCtx.Err() != nil {
+			// Cut short by Stop: not the receiver's fault, so no attempt is
+			// used up. The node is leaving; the leader moves the delivery.
+			return
+		}
+		w.results <- w.judge(d, p, attempt, res, out)
+	}()
+	return true
+}
+
+// judge turns an outcome into the result to report: succeeded, a retry
+// (when and until when this node holds it), or dead letter.
+func (w *Dispatcher) judge(d *fsm.Delivery, p Prepared, attempt int, res fsm.DeliveryResult, out Outcome) fsm.DeliveryResult {
+	now := w.cfg.Now()
+	res.Attempt.LatencyMs = out.Latency.Milliseconds()
+	res.Attempt.StatusCode = out.StatusCode
+	res.Attempt.ResponseSummary = out.Summary
+	res.Attempt.Error = out.Err
+	if res.Attempt.Error == "" && !out.Success {
+		res.Attempt.Error = "receiver answered " + httpStatusText(out.StatusCode)
+	}
+	switch {
+	case out.Success:
+		res.Status = fsm.DeliverySucceeded
+	case out.Gone && p.Endpoint:
+		res.Status, res.Gone = fsm.DeliveryDeadLetter, true
+	default:
+		delay, retry := NextDelay(p.Policy, attempt, out.RetryAfter, w.cfg.Rand)
+		if !retry {
+			res.Status = fsm.DeliveryDeadLetter
+			break
+		}
+		next := fsm.MillisOf(now.Add(delay))
+		res.Status, res.NextAttemptAt = fsm.DeliveryRetryScheduled, next
+		res.LeaseUntil = fsm.LeaseUntil(next, p.Request.Timeout)
+	}
+	return res
+}
+
+// report batches results into DeliveryResults commands until results is
+// closed and drained.
+func (w *Dispatcher) report() {
+	for {
+		r, ok := <-w.results
+		if !ok {
+			return
+		}
+		batch := []fsm.DeliveryResult{r}
+		linger := time.NewTimer(reportLinger)
+	fill:
+		for len(batch) < reportBatch {
+			select {
+			case r, ok := <-w.results:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, r)
+			case <-linger.C:
+				break fill
+			}
+		}
+		linger.Stop()
+		w.commit(batch)
+	}
+}
+
+// commit applies one batch, retrying while the cluster cannot commit and
+// the leases are not over, then frees the deliveries' in-flight entries.
+func (w *Dispatcher) commit(batch []fsm.DeliveryResult) {
+	defer func() {
+		w.mu.Lock()
+		for _, r := range batch {
+			if w.inflight[r.DeliveryID] == r.Fence {
+				delete(w.inflight, r.DeliveryID)
+			}
+		}
+		w.mu.Unlock()
+		w.signal()
+	}()
+	cmd, err := fsm.Encode(fsm.CmdDeliveryResults, &fsm.DeliveryResults{At: fsm.MillisOf(w.cfg.Now()), Results: batch})
+	if err != nil {
+		w.logger.Error("encode delivery results", "err", err)
+		return
+	}
+	for try := 0; ; try++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		res, err := w.c.Apply(ctx, cmd)
+		cancel()
+		if err == nil {
+			for i, r := range res.Results {
+				if r.Err != nil {
+					w.logger.Info("delivery result refused", "delivery", batch[i].DeliveryID, "err", r.Err)
+				}
+			}
+			return
+		}
+		if !w.worthRetrying(batch) {
+			w.logger.Warn("delivery results not committed before their leases ended; the leader will reassign them",
+				"results", len(batch), "err", err)
+			return
+		}
+		if try == 0 || errors.Is(err, context.DeadlineExceeded) {
+			w.logger.Warn("delivery results not committed yet; retrying", "results", len(batch), "err", err)
+		}
+		time.Sleep(reportRetry)
+	}
+}
+
+// worthRetrying: some delivery of the batch still has this node's lease.
+func (w *Dispatcher) worthRetrying(batch []fsm.DeliveryResult) bool {
+	st := w.c.FSM().State()
+	now := fsm.MillisOf(w.cfg.Now())
+	for _, r := range batch {
+		if d, err := st.Delivery(r.DeliveryID); err == nil && d.Fence == r.Fence && d.LeaseUntil > now {
+			return true
+		}
+	}
+	return false
+}
+
+func httpStatusText(code int) string {
+	if code == 0 {
+		return "nothing"
+	}
+	return strconv.Itoa(code) + " " + http.StatusText(code)
+}
