@@ -389,14 +389,14 @@ type cluster struct {
 	procs []*proc
 }
 
-// startCluster starts n agents (n1..nN) with --bootstrap-expect n; each one
-// lists every other node's gossip address in --join.
-func startCluster(t *testing.T, n int) *cluster {
+// startCluster starts n agents (n1..nN) with --bootstrap-expect n and the
+// extra flags; each one lists every other node's gossip address in --join.
+func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
 	needBinary(t)
 	c := &cluster{t: t, key: "e2e-key-" + strconv.FormatUint(rand.Uint64(), 36)}
 	for i := 1; i <= n; i++ {
-		c.procs = append(c.procs, newProc(t, procOpts{id: fmt.Sprintf("n%d", i), clusterKey: c.key, bootstrapExpect: n}))
+		c.procs = append(c.procs, newProc(t, procOpts{id: fmt.Sprintf("n%d", i), clusterKey: c.key, bootstrapExpect: n, extra: extra}))
 	}
 	for _, p := range c.procs {
 		var others []string
