@@ -7,7 +7,7 @@ BIN := bin/chime
 # CI is a 2-core machine; keep test parallelism honest to it.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
-.PHONY: help build run cluster test unit e2e lint clean
+.PHONY: help build run cluster test unit e2e bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -29,6 +29,10 @@ unit: ## the fast tests only (no multi-process e2e)
 
 e2e: ## only the real-process tests in e2e/
 	$(GO) test $(TEST_FLAGS) ./e2e/...
+
+bench: ## pipeline and schedule benchmarks (figures for docs/benchmarks.md; no -race)
+	set -o pipefail; CHIME_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestBenchPipeline' ./e2e | grep -E 'BENCH|_test.go|^(ok|FAIL|---)'
+	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./scheduler
 
 lint: ## go vet and gofmt
 	$(GO) vet ./...

@@ -1,0 +1,165 @@
+package e2e
+
+import (
+	"context"
+
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// TestBenchPipeline is the pipeline benchmark behind `make bench` (skipped
+// unless CHIME_BENCH=1): a 3-node loopback cluster, N interval jobs created
+// in parallel through every node, each firing every P seconds with phases
+// spread evenly, delivering to a fast local receiver for D. It prints job
+// creates per second with create latency, fires and deliveries per second,
+// and the lateness (arrival minus Chime-Scheduled-For) percentiles. The
+// budgets are in DESIGN.md; the figures go into docs/benchmarks.md.
+//
+//	CHIME_BENCH_JOBS (default 20000), CHIME_BENCH_PERIOD (10s), CHIME_BENCH_RUN (60s)
+func TestBenchPipeline(t *testing.T) {
+	if os.Getenv("CHIME_BENCH") == "" {
+		t.Skip("benchmark: run with make bench (CHIME_BENCH=1)")
+	}
+	jobs := envInt("CHIME_BENCH_JOBS", 20000)
+	period := envDuration("CHIME_BENCH_PERIOD", 10*time.Second)
+	run := envDuration("CHIME_BENCH_RUN", time.Minute)
+
+	rcv := newBenchReceiver(t)
+	c := startCluster(t, 3, "--allow-private-targets", "--log-level", "warn")
+	ctx, cancel := context.WithTimeout(t.Context(), run+10*time.Minute)
+	defer cancel()
+	waitReady(ctx, t, 30*time.Second, c.procs...)
+	waitLeader(ctx, t, 10*time.Second, c.procs, "")
+
+	// Creates: 32 concurrent clients, round-robin over the nodes. The first
+	// slot is far enough ahead that no job fires while others are created.
+	start := time.Now().Add(time.Duration(jobs/1000+20) * time.Second).Truncate(time.Second)
+	var next atomic.Int64
+	lat := make([][]time.Duration, 32)
+	var failed atomic.Int64
+	t0 := time.Now()
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= jobs {
+					return
+				}
+				phase := time.Duration(int64(period) * int64(i) / int64(jobs))
+				body := map[string]any{
+					"callbackUrl": rcv.url, "recurrenceSeconds": int64(period / time.Second),
+					"fireAtUtc": start.Add(phase).UTC().Format(time.RFC3339Nano),
+				}
+				s := time.Now()
+				code, _, err := c.procs[i%3].do(ctx, "POST", "/v1/jobs", body, nil)
+				lat[w] = append(lat[w], time.Since(s))
+				if err != nil || code != 201 {
+					failed.Add(1)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	createTook := time.Since(t0)
+	all := slices.Concat(lat...)
+	slices.Sort(all)
+	if f := failed.Load(); f > 0 {
+		t.Fatalf("%d of %d creates failed", f, jobs)
+	}
+	if time.Now().After(start) {
+		t.Fatalf("creating %d jobs took %s, past the first slot", jobs, createTook)
+	}
+	t.Logf("BENCH creates: %d jobs in %s = %.0f/s through 3 nodes, latency p50 %s p99 %s max %s",
+		jobs, createTook.Round(time.Millisecond), float64(jobs)/createTook.Seconds(),
+		pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond))
+
+	// Fires: measure from one period after the start (steady state) for run.
+	sleepCtx(ctx, time.Until(start.Add(period)))
+	rcv.reset()
+	from := time.Now()
+	sleepCtx(ctx, run)
+	n, late := rcv.snapshot()
+	took := time.Since(from)
+	expected := float64(jobs) * took.Seconds() / period.Seconds()
+	t.Logf("BENCH fires: %d jobs every %s for %s: %d deliveries = %.0f/s (expected %.0f/s), lateness p50 %s p90 %s p99 %s max %s",
+		jobs, period, took.Round(time.Millisecond), n, float64(n)/took.Seconds(), expected/took.Seconds(),
+		pct(late, 50), pct(late, 90), pct(late, 99), late[len(late)-1].Round(time.Millisecond))
+	if float64(n) < 0.95*expected {
+		t.Errorf("only %d deliveries of about %.0f due", n, expected)
+	}
+}
+
+type benchReceiver struct {
+	url  string
+	mu   sync.Mutex
+	late []time.Duration
+}
+
+func newBenchReceiver(t *testing.T) *benchReceiver {
+	r := &benchReceiver{}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		now := time.Now()
+		io.Copy(io.Discard, req.Body)
+		if at, err := time.Parse(time.RFC3339Nano, req.Header.Get("Chime-Scheduled-For")); err == nil {
+			r.mu.Lock()
+			r.late = append(r.late, now.Sub(at))
+			r.mu.Unlock()
+		}
+		w.WriteHeader(http.StatusNoContent)
+	})}
+	r.url = "http://" + ln.Addr().String() + "/hook"
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+	return r
+}
+
+func (r *benchReceiver) reset() {
+	r.mu.Lock()
+	r.late = r.late[:0]
+	r.mu.Unlock()
+}
+
+func (r *benchReceiver) snapshot() (int, []time.Duration) {
+	r.mu.Lock()
+	out := slices.Clone(r.late)
+	r.mu.Unlock()
+	slices.Sort(out)
+	if len(out) == 0 {
+		out = []time.Duration{0}
+	}
+	return len(out), out
+}
+
+func pct(sorted []time.Duration, p int) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, len(sorted)*p/100)].Round(time.Millisecond)
+}
+
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func envDuration(name string, def time.Duration) time.Duration {
+	if v, err := time.ParseDuration(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
