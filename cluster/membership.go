@@ -164,9 +164,11 @@ func (m *membership) markBootstrapped() {
 	}
 	m.self.Bootstrapped = true
 	m.mu.Unlock()
-	// No need to wait for the broadcast: the flag only has to reach a fresh
-	// node before it decides to bootstrap, and regular gossip carries it.
-	if err := m.ml.UpdateNode(0); err != nil {
+	// No need to wait long for the broadcast: the flag only has to reach a
+	// fresh node before it decides to bootstrap, and regular gossip carries
+	// it. The timeout matters: UpdateNode(0) waits for the broadcast without
+	// end, and a node shut down meanwhile never sends it, which hung Kill.
+	if err := m.ml.UpdateNode(time.Second); err != nil {
 		m.logger.Debug("gossip metadata update not yet acknowledged", "error", err)
 	}
 }
