@@ -9,56 +9,56 @@ import (
 	"github.com/gin-gonic/gin"
 )
 
-func (s *Server) health(c *gin.Context) {
+func (s *Server) health(c *gin.Context) error {
 	c.JSON(http.StatusOK, gin.H{"status": "ok", "nodeId": s.cfg.Cluster.NodeID(), "version": s.cfg.Version})
+	return nil
 }
 
-func (s *Server) ready(c *gin.Context) {
+func (s *Server) ready(c *gin.Context) error {
 	ok, reason := s.cfg.Cluster.Readiness()
 	if !ok {
-		fail(c, s.logger, fmt.Errorf("%w: %s", errNotReady, reason))
-		return
+		return fmt.Errorf("%w: %s", errNotReady, reason)
 	}
 	c.JSON(http.StatusOK, gin.H{"status": "ready", "nodeId": s.cfg.Cluster.NodeID()})
+	return nil
 }
 
-func (s *Server) clusterStatus(c *gin.Context) {
+func (s *Server) clusterStatus(c *gin.Context) error {
 	c.JSON(http.StatusOK, s.cfg.Cluster.Status())
+	return nil
 }
 
 type transferRequest struct {
 	To string `json:"to"`
 }
 
-func (s *Server) transferLeadership(c *gin.Context) {
+func (s *Server) transferLeadership(c *gin.Context) error {
 	var req transferRequest
 	if c.Request.ContentLength != 0 {
 		if err := s.decodeJSON(c, &req); err != nil {
-			fail(c, s.logger, err)
-			return
+			return err
 		}
 	}
 	if err := s.cfg.Cluster.TransferLeadership(c.Request.Context(), req.To); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, s.cfg.Cluster.Status())
+	return nil
 }
 
-func (s *Server) removePeer(c *gin.Context) {
+func (s *Server) removePeer(c *gin.Context) error {
 	if err := s.cfg.Cluster.RemovePeer(c.Request.Context(), c.Param("id")); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }
 
 // snapshot streams a consistent snapshot of the whole state: the node first
 // catches up with the leader's commit index, then writes its own state.
-func (s *Server) snapshot(c *gin.Context) {
+func (s *Server) snapshot(c *gin.Context) error {
 	if err := s.cfg.Cluster.ReadBarrier(c.Request.Context()); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	st := s.cfg.Cluster.FSM().State()
 	name := fmt.Sprintf("chime-%s-%d-%s.snap", s.cfg.Cluster.NodeID(), st.Index(), s.cfg.Now().UTC().Format("20060102T150405Z"))
@@ -70,15 +70,16 @@ func (s *Server) snapshot(c *gin.Context) {
 		// end-marker check, so a partial download can never be restored.
 		s.logger.Error("snapshot download failed", "error", err)
 	}
+	return nil
 }
 
 // restore replaces the cluster's state with an uploaded snapshot.
-func (s *Server) restore(c *gin.Context) {
+func (s *Server) restore(c *gin.Context) error {
 	start := time.Now()
 	if err := s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	st := s.cfg.Cluster.FSM().State()
 	c.JSON(http.StatusOK, gin.H{"restored": true, "appliedIndex": st.Index(), "durationMs": time.Since(start).Milliseconds()})
+	return nil
 }

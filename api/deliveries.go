@@ -109,18 +109,16 @@ func deliveryDetailOut(st *fsm.State, d *fsm.Delivery) deliveryDetailJSON {
 }
 
 // listDeliveries is GET /v1/deliveries?status=&endpointId=&jobId=&from=&to=.
-func (s *Server) listDeliveries(c *gin.Context) {
+func (s *Server) listDeliveries(c *gin.Context) error {
 	project, st, err := s.scope(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	f, err := deliveryFilterParams(c, project)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	s.writeDeliveryPage(c, st, f)
+	return s.writeDeliveryPage(c, st, f)
 }
 
 func deliveryFilterParams(c *gin.Context, project string) (fsm.DeliveryFilter, error) {
@@ -140,32 +138,27 @@ func deliveryFilterParams(c *gin.Context, project string) (fsm.DeliveryFilter, e
 }
 
 // writeDeliveryPage answers one page of the deliveries f selects.
-func (s *Server) writeDeliveryPage(c *gin.Context, st *fsm.State, f fsm.DeliveryFilter) {
+func (s *Server) writeDeliveryPage(c *gin.Context, st *fsm.State, f fsm.DeliveryFilter) error {
 	limit, after, err := listParams(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	ds, next := st.DeliveriesMatching(f, after, limit)
 	c.JSON(http.StatusOK, listBody(deliveriesOut(ds), next))
+	return nil
 }
 
 func (s *Server) loadDelivery(c *gin.Context) (*fsm.State, *fsm.Delivery, error) {
-	project, st, err := s.scope(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	d, err := inProject(st.Delivery, deliveryProject, "delivery", c.Param("id"), project)
-	return st, d, err
+	return load(s, c, (*fsm.State).Delivery, deliveryProject, "delivery")
 }
 
-func (s *Server) getDelivery(c *gin.Context) {
+func (s *Server) getDelivery(c *gin.Context) error {
 	st, d, err := s.loadDelivery(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, deliveryDetailOut(st, d))
+	return nil
 }
 
 // retryBudget is how many more attempts a re-queued delivery gets: a fresh
@@ -196,43 +189,37 @@ func (s *Server) requeueAction(st *fsm.State, d *fsm.Delivery, action string, no
 
 // controlOne applies one delivery action built from fresh state and answers
 // with the delivery after it.
-func (s *Server) controlOne(c *gin.Context, build func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction) {
+func (s *Server) controlOne(c *gin.Context, build func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction) error {
 	_, d, err := s.loadDelivery(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	st := s.cfg.Cluster.FSM().State()
 	now := s.cfg.Now()
 	cmd, err := fsm.DeliveryControlCommand(fsm.DeliveryControl{At: fsm.MillisOf(now), Actions: []fsm.DeliveryAction{build(st, d, now)}})
-	errs, err := s.applyItems(c, cmd, err, 1)
-	if err == nil {
-		err = errs[0]
-	}
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+	if err := s.applyOne(c, cmd, err); err != nil {
+		return err
 	}
 	st = s.cfg.Cluster.FSM().State()
 	after, err := st.Delivery(d.ID)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, deliveryDetailOut(st, after))
+	return nil
 }
 
 // retryDelivery re-queues one dead-lettered or cancelled delivery (001);
 // any other status is a 409 from the state machine.
-func (s *Server) retryDelivery(c *gin.Context) {
-	s.controlOne(c, func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction {
+func (s *Server) retryDelivery(c *gin.Context) error {
+	return s.controlOne(c, func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction {
 		return s.requeueAction(st, d, fsm.ActionRetry, s.cfg.Cluster.DeliveryNodes(), now)
 	})
 }
 
 // cancelDelivery cancels a delivery that is not finished yet (004).
-func (s *Server) cancelDelivery(c *gin.Context) {
-	s.controlOne(c, func(_ *fsm.State, d *fsm.Delivery, _ time.Time) fsm.DeliveryAction {
+func (s *Server) cancelDelivery(c *gin.Context) error {
+	return s.controlOne(c, func(_ *fsm.State, d *fsm.Delivery, _ time.Time) fsm.DeliveryAction {
 		return fsm.DeliveryAction{DeliveryID: d.ID, Action: fsm.ActionCancel}
 	})
 }
@@ -248,30 +235,27 @@ type replayRequest struct {
 
 // replayDeliveries re-queues the dead letters a filter selects (004), oldest
 // id first, at most limit of them.
-func (s *Server) replayDeliveries(c *gin.Context) {
+func (s *Server) replayDeliveries(c *gin.Context) error {
 	project, err := s.project(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	var req replayRequest
 	if err := s.decodeJSON(c, &req); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	f, limit, err := req.filter(project)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	st := s.cfg.Cluster.FSM().State()
 	ds, _ := st.DeliveriesMatching(f, "", limit)
 	ids, err := s.requeue(c, st, ds, fsm.ActionRetry)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, gin.H{"requeued": len(ids), "ids": ids})
+	return nil
 }
 
 func (r *replayRequest) filter(project string) (fsm.DeliveryFilter, int, error) {

@@ -142,45 +142,27 @@ func buildEndpoint(req *endpointRequest, project string, now time.Time) (*fsm.En
 	return ep, nil
 }
 
-func (s *Server) createEndpoint(c *gin.Context) {
-	project, err := s.project(c)
+func (s *Server) createEndpoint(c *gin.Context) error {
+	_, ep, err := decodeNew(s, c, buildEndpoint)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	var req endpointRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	ep, err := buildEndpoint(&req, project, s.cfg.Now())
+	_, stored, err := putNew(s, c, fsm.TableEndpoints, ep, ep.ID, (*fsm.State).Endpoint)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	cmd, err := fsm.PutCommand(fsm.TableEndpoints, ep, fsm.PutOptions{IfAbsent: true})
-	if err := s.apply(c, cmd, err); err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	stored, err := s.cfg.Cluster.FSM().State().Endpoint(ep.ID)
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusCreated, endpointCreatedJSON{endpointJSON: endpointOut(stored), Secret: stored.Secret})
+	return nil
 }
 
-func (s *Server) listEndpoints(c *gin.Context) {
+func (s *Server) listEndpoints(c *gin.Context) error {
 	project, st, err := s.scope(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	limit, after, err := listParams(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	eps, next := st.Endpoints(project, after, limit)
 	items := make([]endpointJSON, 0, len(eps))
@@ -188,39 +170,33 @@ func (s *Server) listEndpoints(c *gin.Context) {
 		items = append(items, endpointOut(e))
 	}
 	c.JSON(http.StatusOK, listBody(items, next))
+	return nil
 }
 
-func (s *Server) loadEndpoint(c *gin.Context) (string, *fsm.State, *fsm.Endpoint, error) {
-	project, st, err := s.scope(c)
-	if err != nil {
-		return "", nil, nil, err
-	}
-	ep, err := inProject(st.Endpoint, endpointProject, "endpoint", c.Param("id"), project)
-	return project, st, ep, err
+func (s *Server) loadEndpoint(c *gin.Context) (*fsm.State, *fsm.Endpoint, error) {
+	return load(s, c, (*fsm.State).Endpoint, endpointProject, "endpoint")
 }
 
-func (s *Server) getEndpoint(c *gin.Context) {
-	_, _, ep, err := s.loadEndpoint(c)
+func (s *Server) getEndpoint(c *gin.Context) error {
+	_, ep, err := s.loadEndpoint(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, endpointOut(ep))
+	return nil
 }
 
 // listEndpointDeliveries is the endpoint's delivery history (001).
-func (s *Server) listEndpointDeliveries(c *gin.Context) {
-	project, st, ep, err := s.loadEndpoint(c)
+func (s *Server) listEndpointDeliveries(c *gin.Context) error {
+	st, ep, err := s.loadEndpoint(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	status, err := statusParam(c, deliveryStatuses)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	s.writeDeliveryPage(c, st, fsm.DeliveryFilter{Project: project, EndpointID: ep.ID, Status: status})
+	return s.writeDeliveryPage(c, st, fsm.DeliveryFilter{Project: ep.Project, EndpointID: ep.ID, Status: status})
 }
 
 // setEnabled switches the endpoint of the path on or off with a conditional
@@ -258,27 +234,25 @@ func (s *Server) setEnabled(c *gin.Context, enabled bool) (*fsm.Endpoint, error)
 // enableEndpoint switches the endpoint on; with ?releaseHeld=true it also
 // re-queues every delivery held while it was off. New deliveries are no
 // longer held from the moment it is enabled, so the release runs after.
-func (s *Server) enableEndpoint(c *gin.Context) {
+func (s *Server) enableEndpoint(c *gin.Context) error {
 	release, err := boolParam(c, "releaseHeld")
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	ep, err := s.setEnabled(c, true)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	out := endpointEnabledJSON{endpointJSON: endpointOut(ep)}
 	if release {
 		n, err := s.releaseHeld(c, ep)
 		if err != nil {
-			fail(c, s.logger, err)
-			return
+			return err
 		}
 		out.Released = &n
 	}
 	c.JSON(http.StatusOK, out)
+	return nil
 }
 
 // releaseHeld re-queues the endpoint's held deliveries, a page at a time.
@@ -297,11 +271,11 @@ func (s *Server) releaseHeld(c *gin.Context, ep *fsm.Endpoint) (int, error) {
 	}
 }
 
-func (s *Server) disableEndpoint(c *gin.Context) {
+func (s *Server) disableEndpoint(c *gin.Context) error {
 	ep, err := s.setEnabled(c, false)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, endpointOut(ep))
+	return nil
 }

@@ -94,59 +94,41 @@ func (s *Server) buildEvent(req *eventRequest, project string, now time.Time) (*
 // out when it is due (at once when scheduledAt is absent or past), so the
 // answer is 202. A valid request with a repeated idempotencyKey answers 200
 // with the event that key first created, whatever else the body says.
-func (s *Server) publishEvent(c *gin.Context) {
-	project, err := s.project(c)
+func (s *Server) publishEvent(c *gin.Context) error {
+	project, ev, err := decodeNew(s, c, s.buildEvent)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	var req eventRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		fail(c, s.logger, err)
-		return
+	prior := func() (*fsm.Event, error) {
+		return s.cfg.Cluster.FSM().State().EventByIdempotencyKey(project, ev.IdempotencyKey)
 	}
-	ev, err := s.buildEvent(&req, project, s.cfg.Now())
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+	if p, err := prior(); err == nil {
+		c.JSON(http.StatusOK, eventOut(p))
+		return nil
 	}
-	if prior, err := s.cfg.Cluster.FSM().State().EventByIdempotencyKey(project, ev.IdempotencyKey); err == nil {
-		c.JSON(http.StatusOK, eventOut(prior))
-		return
-	}
-	cmd, err := fsm.PutCommand(fsm.TableEvents, ev, fsm.PutOptions{IfAbsent: true})
-	if err := s.apply(c, cmd, err); err != nil {
-		if errors.Is(err, fsm.ErrConflict) && ev.IdempotencyKey != "" {
-			// A concurrent publish with the same key won the race.
-			if prior, perr := s.cfg.Cluster.FSM().State().EventByIdempotencyKey(project, ev.IdempotencyKey); perr == nil {
-				c.JSON(http.StatusOK, eventOut(prior))
-				return
-			}
+	_, stored, err := putNew(s, c, fsm.TableEvents, ev, ev.ID, (*fsm.State).Event)
+	if errors.Is(err, fsm.ErrConflict) && ev.IdempotencyKey != "" {
+		// A concurrent publish with the same key won the race.
+		if p, perr := prior(); perr == nil {
+			c.JSON(http.StatusOK, eventOut(p))
+			return nil
 		}
-		fail(c, s.logger, err)
-		return
 	}
-	stored, err := s.cfg.Cluster.FSM().State().Event(ev.ID)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusAccepted, eventOut(stored))
+	return nil
 }
 
 // getEvent shows the event with its deliveries: one per endpoint subscribed
 // when it was published, so the list is bounded by the project's endpoints.
-func (s *Server) getEvent(c *gin.Context) {
-	project, st, err := s.scope(c)
+func (s *Server) getEvent(c *gin.Context) error {
+	st, ev, err := load(s, c, (*fsm.State).Event, eventProject, "event")
 	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	ev, err := inProject(st.Event, eventProject, "event", c.Param("id"), project)
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	ds, _ := st.DeliveriesByEvent(ev.ID, "", 0)
 	c.JSON(http.StatusOK, eventDetailJSON{eventJSON: eventOut(ev), Deliveries: deliveriesOut(ds)})
+	return nil
 }

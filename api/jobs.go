@@ -188,80 +188,48 @@ func scheduleError(err error) error {
 	return badRequest("", err.Error())
 }
 
-func (s *Server) createJob(c *gin.Context) {
-	project, err := s.project(c)
+func (s *Server) createJob(c *gin.Context) error {
+	_, job, err := decodeNew(s, c, s.buildJob)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	var req jobRequest
-	if err := s.decodeJSON(c, &req); err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	job, err := s.buildJob(&req, project, s.cfg.Now())
+	st, stored, err := putNew(s, c, fsm.TableJobs, job, job.ID, (*fsm.State).Job)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	cmd, err := fsm.PutCommand(fsm.TableJobs, job, fsm.PutOptions{IfAbsent: true})
-	if err := s.apply(c, cmd, err); err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	st := s.cfg.Cluster.FSM().State()
-	stored, err := st.Job(job.ID)
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusCreated, jobOut(st, stored))
+	return nil
 }
 
-func (s *Server) getJob(c *gin.Context) {
+func (s *Server) getJob(c *gin.Context) error {
 	st, job, err := s.loadJob(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, jobOut(st, job))
+	return nil
 }
 
 // loadJob reads the job of the path inside the request's project; a job of
 // another project is reported as not found.
 func (s *Server) loadJob(c *gin.Context) (*fsm.State, *fsm.Job, error) {
-	project, err := s.project(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	st, err := s.state(c)
-	if err != nil {
-		return nil, nil, err
-	}
-	job, err := inProject(st.Job, jobProject, "job", c.Param("id"), project)
-	if err != nil {
-		return nil, nil, err
-	}
-	return st, job, nil
+	return load(s, c, (*fsm.State).Job, jobProject, "job")
 }
 
 // listJobs is GET /v1/jobs, by id (ids sort by creation time), optionally
 // only the jobs with ?status=.
-func (s *Server) listJobs(c *gin.Context) {
+func (s *Server) listJobs(c *gin.Context) error {
 	project, st, err := s.scope(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	limit, after, err := listParams(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	status, err := statusParam(c, jobStatuses)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	var jobs []*fsm.Job
 	var next string
@@ -275,6 +243,7 @@ func (s *Server) listJobs(c *gin.Context) {
 		items = append(items, jobOut(st, j))
 	}
 	c.JSON(http.StatusOK, listBody(items, next))
+	return nil
 }
 
 // project returns the project a request acts in: ?project=, else default.

@@ -51,29 +51,25 @@ const numberCursor = "#"
 
 // listJobOccurrences is GET /v1/jobs/{id}/occurrences: by number, or by id
 // with ?status=.
-func (s *Server) listJobOccurrences(c *gin.Context) {
+func (s *Server) listJobOccurrences(c *gin.Context) error {
 	st, job, err := s.loadJob(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	limit, after, err := listParams(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	status, err := statusParam(c, occurrenceStatuses)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	badCursor := badRequest("cursor", "cursor is not one this list issued; pass nextCursor from the previous page of the same query")
 	var os []*fsm.Occurrence
 	next := ""
 	if status != "" {
 		if strings.HasPrefix(after, numberCursor) {
-			fail(c, s.logger, badCursor)
-			return
+			return badCursor
 		}
 		os, next = st.OccurrencesByStatus(job.ID, status, after, limit)
 	} else {
@@ -81,8 +77,7 @@ func (s *Server) listJobOccurrences(c *gin.Context) {
 		if after != "" {
 			n, perr := strconv.ParseInt(strings.TrimPrefix(after, numberCursor), 10, 64)
 			if perr != nil || !strings.HasPrefix(after, numberCursor) || n < 1 {
-				fail(c, s.logger, badCursor)
-				return
+				return badCursor
 			}
 			afterNumber = n
 		}
@@ -97,69 +92,67 @@ func (s *Server) listJobOccurrences(c *gin.Context) {
 		items = append(items, occurrenceOut(o))
 	}
 	c.JSON(http.StatusOK, listBody(items, next))
+	return nil
 }
 
-func (s *Server) getOccurrence(c *gin.Context) {
-	project, st, err := s.scope(c)
+func (s *Server) loadOccurrence(c *gin.Context) (*fsm.State, *fsm.Occurrence, error) {
+	return load(s, c, (*fsm.State).Occurrence, occurrenceProject, "occurrence")
+}
+
+func (s *Server) getOccurrence(c *gin.Context) error {
+	st, o, err := s.loadOccurrence(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	o, err := inProject(st.Occurrence, occurrenceProject, "occurrence", c.Param("id"), project)
-	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, occurrenceDetailOut(st, o))
+	return nil
 }
 
-func (s *Server) completeOccurrence(c *gin.Context) { s.controlOccurrence(c, fsm.ActionComplete) }
-func (s *Server) skipOccurrence(c *gin.Context)     { s.controlOccurrence(c, fsm.ActionSkip) }
+func (s *Server) completeOccurrence(c *gin.Context) error {
+	return s.controlOccurrence(c, fsm.ActionComplete)
+}
+
+func (s *Server) skipOccurrence(c *gin.Context) error {
+	return s.controlOccurrence(c, fsm.ActionSkip)
+}
 
 // controlOccurrence completes or skips a pending occurrence (000). The state
 // machine checks the project and the status again, in the same transaction
 // as the change, so a concurrent fire cannot slip in between; the local
 // check first only spares the log a command that can only fail.
-func (s *Server) controlOccurrence(c *gin.Context, action string) {
-	project, st, err := s.scope(c)
+func (s *Server) controlOccurrence(c *gin.Context, action string) error {
+	_, o, err := s.loadOccurrence(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	id := c.Param("id")
-	if _, err := inProject(st.Occurrence, occurrenceProject, "occurrence", id, project); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	cmd, err := fsm.OccurrenceControlCommand(fsm.OccurrenceControl{
-		At: fsm.MillisOf(s.cfg.Now()), Action: action, IDs: []string{id}, Project: project,
+		At: fsm.MillisOf(s.cfg.Now()), Action: action, IDs: []string{o.ID}, Project: o.Project,
 	})
-	errs, err := s.applyItems(c, cmd, err, 1)
-	if err == nil {
-		err = errs[0]
+	if err := s.applyOne(c, cmd, err); err != nil {
+		return err
 	}
-	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	st = s.cfg.Cluster.FSM().State()
+	return s.writeOccurrence(c, http.StatusOK, o.ID)
+}
+
+// writeOccurrence answers with the occurrence id as the last write left it.
+func (s *Server) writeOccurrence(c *gin.Context, status int, id string) error {
+	st := s.cfg.Cluster.FSM().State()
 	o, err := st.Occurrence(id)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	c.JSON(http.StatusOK, occurrenceDetailOut(st, o))
+	c.JSON(status, occurrenceDetailOut(st, o))
+	return nil
 }
 
 // triggerJob creates an occurrence now, whatever the schedule or status
 // (000), delivered like a scheduled one. The fire is checked against the
 // job's ModifyIndex, so a concurrent change (a poller tick above all) makes
 // it a conflict; it is then rebuilt from the new state.
-func (s *Server) triggerJob(c *gin.Context) {
+func (s *Server) triggerJob(c *gin.Context) error {
 	project, err := s.project(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	id := c.Param("id")
 	var occID string
@@ -175,22 +168,11 @@ func (s *Server) triggerJob(c *gin.Context) {
 			return err
 		}
 		cmd, err := fsm.Encode(fsm.CmdFire, &fsm.Fire{At: fsm.MillisOf(now), Jobs: []fsm.JobFire{jf}})
-		errs, err := s.applyItems(c, cmd, err, 1)
-		if err != nil {
-			return err
-		}
 		occID = jf.Occurrence.ID
-		return errs[0]
+		return s.applyOne(c, cmd, err)
 	})
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
-	st := s.cfg.Cluster.FSM().State()
-	o, err := st.Occurrence(occID)
-	if err != nil {
-		fail(c, s.logger, err)
-		return
-	}
-	c.JSON(http.StatusCreated, occurrenceDetailOut(st, o))
+	return s.writeOccurrence(c, http.StatusCreated, occID)
 }

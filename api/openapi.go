@@ -28,6 +28,7 @@ var openapiJSON = func() []byte {
 	return b
 }()
 
-func (s *Server) openapi(c *gin.Context) {
+func (s *Server) openapi(c *gin.Context) error {
 	c.Data(http.StatusOK, "application/json", openapiJSON)
+	return nil
 }

@@ -41,6 +41,20 @@ func inProject[T any](get func(string) (*T, error), projectOf func(*T) string, w
 	return r, nil
 }
 
+// load reads the record the path's :id names, from the state the request
+// reads (see scope) and inside its project, as inProject has it.
+func load[T any](s *Server, c *gin.Context, get func(*fsm.State, string) (*T, error), projectOf func(*T) string, what string) (*fsm.State, *T, error) {
+	project, st, err := s.scope(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	r, err := inProject(func(id string) (*T, error) { return get(st, id) }, projectOf, what, c.Param("id"), project)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, r, nil
+}
+
 func endpointProject(e *fsm.Endpoint) string     { return e.Project }
 func jobProject(j *fsm.Job) string               { return j.Project }
 func occurrenceProject(o *fsm.Occurrence) string { return o.Project }

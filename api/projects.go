@@ -59,44 +59,38 @@ func validateDescription(field, d string) error {
 	return nil
 }
 
-func (s *Server) createProject(c *gin.Context) {
+func (s *Server) createProject(c *gin.Context) error {
 	var req createProjectRequest
 	if err := s.decodeJSON(c, &req); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	if err := validateProjectName("name", req.Name); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	if err := validateDescription("description", req.Description); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	now := fsm.MillisOf(s.cfg.Now())
 	cmd, err := fsm.ProjectCreateCommand(fsm.Project{Name: req.Name, Description: req.Description, CreatedAt: now, UpdatedAt: now})
 	if err := s.apply(c, cmd, err); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	p, err := s.cfg.Cluster.FSM().State().Project(req.Name)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusCreated, projectOut(p))
+	return nil
 }
 
-func (s *Server) listProjects(c *gin.Context) {
+func (s *Server) listProjects(c *gin.Context) error {
 	limit, after, err := listParams(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	st, err := s.state(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	ps, next := st.Projects(after, limit)
 	items := make([]projectJSON, 0, len(ps))
@@ -104,27 +98,27 @@ func (s *Server) listProjects(c *gin.Context) {
 		items = append(items, projectOut(p))
 	}
 	c.JSON(http.StatusOK, listBody(items, next))
+	return nil
 }
 
-func (s *Server) getProject(c *gin.Context) {
+func (s *Server) getProject(c *gin.Context) error {
 	st, err := s.state(c)
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	p, err := st.Project(c.Param("name"))
 	if err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.JSON(http.StatusOK, projectOut(p))
+	return nil
 }
 
-func (s *Server) deleteProject(c *gin.Context) {
+func (s *Server) deleteProject(c *gin.Context) error {
 	cmd, err := fsm.Encode(fsm.CmdProjectDelete, fsm.ProjectDelete{Name: c.Param("name")})
 	if err := s.apply(c, cmd, err); err != nil {
-		fail(c, s.logger, err)
-		return
+		return err
 	}
 	c.Status(http.StatusNoContent)
+	return nil
 }

@@ -81,55 +81,70 @@ func New(cfg Config) *Server {
 	e.RedirectFixedPath = false
 	e.ContextWithFallback = true
 	e.Use(s.recover, s.accessLog)
-	e.NoRoute(func(c *gin.Context) {
-		fail(c, s.logger, &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path)})
-	})
-	e.NoMethod(func(c *gin.Context) {
-		fail(c, s.logger, &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", c.Request.Method, c.Request.URL.Path)})
-	})
+	e.NoRoute(s.handle(func(c *gin.Context) error {
+		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("no route %s %s", c.Request.Method, c.Request.URL.Path)}
+	}))
+	e.NoMethod(s.handle(func(c *gin.Context) error {
+		return &Error{Status: http.StatusMethodNotAllowed, Code: "method_not_allowed", Message: fmt.Sprintf("%s is not allowed on %s", c.Request.Method, c.Request.URL.Path)}
+	}))
 	v1 := e.Group("/v1")
-	v1.GET("/health", s.health)
-	v1.GET("/ready", s.ready)
-	v1.GET("/openapi.json", s.openapi)
+	v1.GET("/health", s.handle(s.health))
+	v1.GET("/ready", s.handle(s.ready))
+	v1.GET("/openapi.json", s.handle(s.openapi))
 
-	v1.GET("/cluster/status", s.clusterStatus)
-	v1.POST("/cluster/transfer-leadership", s.transferLeadership)
-	v1.DELETE("/cluster/peers/:id", s.removePeer)
-	v1.GET("/cluster/snapshot", s.snapshot)
-	v1.POST("/cluster/restore", s.restore)
+	v1.GET("/cluster/status", s.handle(s.clusterStatus))
+	v1.POST("/cluster/transfer-leadership", s.handle(s.transferLeadership))
+	v1.DELETE("/cluster/peers/:id", s.handle(s.removePeer))
+	v1.GET("/cluster/snapshot", s.handle(s.snapshot))
+	v1.POST("/cluster/restore", s.handle(s.restore))
 
-	v1.POST("/projects", s.createProject)
-	v1.GET("/projects", s.listProjects)
-	v1.GET("/projects/:name", s.getProject)
-	v1.DELETE("/projects/:name", s.deleteProject)
+	v1.POST("/projects", s.handle(s.createProject))
+	v1.GET("/projects", s.handle(s.listProjects))
+	v1.GET("/projects/:name", s.handle(s.getProject))
+	v1.DELETE("/projects/:name", s.handle(s.deleteProject))
 
-	v1.POST("/jobs", s.createJob)
-	v1.GET("/jobs", s.listJobs)
-	v1.GET("/jobs/:id", s.getJob)
-	v1.POST("/jobs/:id/trigger", s.triggerJob)
-	v1.GET("/jobs/:id/occurrences", s.listJobOccurrences)
+	v1.POST("/jobs", s.handle(s.createJob))
+	v1.GET("/jobs", s.handle(s.listJobs))
+	v1.GET("/jobs/:id", s.handle(s.getJob))
+	v1.POST("/jobs/:id/trigger", s.handle(s.triggerJob))
+	v1.GET("/jobs/:id/occurrences", s.handle(s.listJobOccurrences))
 
-	v1.GET("/occurrences/:id", s.getOccurrence)
-	v1.POST("/occurrences/:id/complete", s.completeOccurrence)
-	v1.POST("/occurrences/:id/skip", s.skipOccurrence)
+	v1.GET("/occurrences/:id", s.handle(s.getOccurrence))
+	v1.POST("/occurrences/:id/complete", s.handle(s.completeOccurrence))
+	v1.POST("/occurrences/:id/skip", s.handle(s.skipOccurrence))
 
-	v1.POST("/endpoints", s.createEndpoint)
-	v1.GET("/endpoints", s.listEndpoints)
-	v1.GET("/endpoints/:id", s.getEndpoint)
-	v1.POST("/endpoints/:id/enable", s.enableEndpoint)
-	v1.POST("/endpoints/:id/disable", s.disableEndpoint)
-	v1.GET("/endpoints/:id/deliveries", s.listEndpointDeliveries)
+	v1.POST("/endpoints", s.handle(s.createEndpoint))
+	v1.GET("/endpoints", s.handle(s.listEndpoints))
+	v1.GET("/endpoints/:id", s.handle(s.getEndpoint))
+	v1.POST("/endpoints/:id/enable", s.handle(s.enableEndpoint))
+	v1.POST("/endpoints/:id/disable", s.handle(s.disableEndpoint))
+	v1.GET("/endpoints/:id/deliveries", s.handle(s.listEndpointDeliveries))
 
-	v1.POST("/events", s.publishEvent)
-	v1.GET("/events/:id", s.getEvent)
+	v1.POST("/events", s.handle(s.publishEvent))
+	v1.GET("/events/:id", s.handle(s.getEvent))
 
-	v1.GET("/deliveries", s.listDeliveries)
-	v1.POST("/deliveries/replay", s.replayDeliveries)
-	v1.GET("/deliveries/:id", s.getDelivery)
-	v1.POST("/deliveries/:id/retry", s.retryDelivery)
-	v1.POST("/deliveries/:id/cancel", s.cancelDelivery)
+	v1.GET("/deliveries", s.handle(s.listDeliveries))
+	v1.POST("/deliveries/replay", s.handle(s.replayDeliveries))
+	v1.GET("/deliveries/:id", s.handle(s.getDelivery))
+	v1.POST("/deliveries/:id/retry", s.handle(s.retryDelivery))
+	v1.POST("/deliveries/:id/cancel", s.handle(s.cancelDelivery))
 	s.engine = e
 	return s
+}
+
+// handlerFunc is a route's handler: it writes the response itself, or returns
+// the error to answer with instead. Once it has written anything, it must
+// return nil.
+type handlerFunc func(c *gin.Context) error
+
+// handle adapts h to gin. Every error a handler returns is answered by fail,
+// so the mapping in errors.go stays the only place errors become responses.
+func (s *Server) handle(h handlerFunc) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := h(c); err != nil {
+			fail(c, s.logger, err)
+		}
+	}
 }
 
 // Handler is the http.Handler to serve.
@@ -224,6 +239,47 @@ func (s *Server) applyItems(c *gin.Context, cmd []byte, buildErr error, want int
 		}
 	}
 	return out, nil
+}
+
+// applyOne commits a command of a single item and returns the command's
+// error, else the item's.
+func (s *Server) applyOne(c *gin.Context, cmd []byte, buildErr error) error {
+	errs, err := s.applyItems(c, cmd, buildErr, 1)
+	if err != nil {
+		return err
+	}
+	return errs[0]
+}
+
+// decodeNew is the first half of a create: the request's project, its body
+// decoded into a Req, and the record build makes of them.
+func decodeNew[Req, T any](s *Server, c *gin.Context, build func(req *Req, project string, now time.Time) (*T, error)) (string, *T, error) {
+	project, err := s.project(c)
+	if err != nil {
+		return "", nil, err
+	}
+	var req Req
+	if err := s.decodeJSON(c, &req); err != nil {
+		return "", nil, err
+	}
+	rec, err := build(&req, project, s.cfg.Now())
+	return project, rec, err
+}
+
+// putNew is the second half: it stores rec in table unless a record with its
+// id exists, and reads it back from the state the write left, so the answer
+// shows what was stored (indexes and all), not what was sent.
+func putNew[T any](s *Server, c *gin.Context, table string, rec *T, id string, get func(*fsm.State, string) (*T, error)) (*fsm.State, *T, error) {
+	cmd, err := fsm.PutCommand(table, rec, fsm.PutOptions{IfAbsent: true})
+	if err := s.apply(c, cmd, err); err != nil {
+		return nil, nil, err
+	}
+	st := s.cfg.Cluster.FSM().State()
+	stored, err := get(st, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	return st, stored, nil
 }
 
 // BootstrapHook is the leader hook that makes the initial state exist: the
