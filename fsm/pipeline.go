@@ -331,7 +331,8 @@ func (a *applier) emit(at Millis, project, typ, id string, data map[string]any) 
 // completeOccurrenceIfDone completes a pending occurrence once all of its
 // deliveries are finished (succeeded, dead-lettered or cancelled; the series
 // goes on after a failure, as in 002), unless its job completes occurrences
-// by hand. The job's LastCompletedAt feeds the cooldown rule (000).
+// by hand. The job's LastCompletedAt feeds the cooldown rule (000) and is
+// kept for jobs that have a cooldown.
 func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 	o, _ := a.first(TableOccurrences, IndexID, occID).(*Occurrence)
 	if o == nil || o.Status != OccurrencePending {
@@ -350,7 +351,9 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 	c.Status, c.CompletedAt = OccurrenceCompleted, at
 	c.setIndexes(o.CreateIndex, a.index)
 	a.mustInsert(TableOccurrences, &c)
-	if job != nil && job.LastCompletedAt < at {
+	// LastCompletedAt only feeds the cooldown rule; a job without one is not
+	// rewritten (a job write updates all of its indexes: this is the hot path).
+	if job != nil && job.CooldownMs > 0 && job.LastCompletedAt < at {
 		j := *job
 		j.LastCompletedAt = at
 		j.setIndexes(job.CreateIndex, a.index)

@@ -12,7 +12,7 @@ func pipelineFixture(t *testing.T) (*harness, *Job) {
 	h.ok(
 		must(t)(ProjectCreateCommand(Project{Name: "p"})),
 		put(t, TableEndpoints, &Endpoint{ID: "ep1", Project: "p", URL: "https://example.test/hook", Enabled: true}),
-		put(t, TableJobs, &Job{ID: "j1", Project: "p", Status: JobActive, NextFireAt: 1000, CallbackURL: "https://example.test/cb"}),
+		put(t, TableJobs, &Job{ID: "j1", Project: "p", Status: JobActive, NextFireAt: 1000, CallbackURL: "https://example.test/cb", CooldownMs: 60000}),
 	)
 	j, err := h.f.State().Job("j1")
 	if err != nil {
@@ -275,5 +275,25 @@ func TestPruneRemovesOnlyOldTerminalHistory(t *testing.T) {
 	}
 	if st.Count(TableDeliveries) != 0 {
 		t.Fatal("deliveries left")
+	}
+}
+
+// A job without a cooldown is not rewritten when an occurrence completes:
+// LastCompletedAt only feeds the cooldown, and a job write is costly.
+func TestCompletionLeavesJobWithoutCooldownAlone(t *testing.T) {
+	h, j := pipelineFixture(t)
+	j.CooldownMs = 0
+	h.ok(put(t, TableJobs, j))
+	j, _ = h.f.State().Job("j1")
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", "")}}}))
+	after, _ := h.f.State().Job("j1")
+	d1, _ := h.f.State().Delivery("d1")
+	h.ok(resultsCmd(t, 1100, DeliveryResult{DeliveryID: "d1", Fence: d1.Fence, Status: DeliverySucceeded}))
+	st := h.f.State()
+	if o, _ := st.Occurrence("o1"); o.Status != OccurrenceCompleted {
+		t.Fatalf("occurrence %s", o.Status)
+	}
+	if jj, _ := st.Job("j1"); jj.ModifyIndex != after.ModifyIndex || jj.LastCompletedAt != 0 {
+		t.Fatalf("job rewritten on completion: modify %d → %d, lastCompleted %d", after.ModifyIndex, jj.ModifyIndex, jj.LastCompletedAt)
 	}
 }

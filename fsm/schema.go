@@ -38,7 +38,6 @@ const (
 	IndexDue           = "due"
 	IndexNodeDue       = "node_due"
 	IndexLease         = "lease"
-	IndexNode          = "node"
 	IndexEndpoint      = "endpoint"
 	IndexJob           = "job"
 	IndexOccurrence    = "occurrence"
@@ -425,8 +424,6 @@ var tableDefs = []*tableDef{
 				millis(func(r *Delivery) Millis { return r.NextAttemptAt })),
 			index(IndexLease, false, func(r *Delivery) bool { return r.Active() && r.LeaseUntil != 0 },
 				millis(func(r *Delivery) Millis { return r.LeaseUntil })),
-			index(IndexNode, false, (*Delivery).Active,
-				str(func(r *Delivery) string { return r.AssignedNode })),
 			index(IndexEndpoint, false, func(r *Delivery) bool { return r.EndpointID != "" },
 				str(func(r *Delivery) string { return r.EndpointID })),
 			index(IndexJob, false, func(r *Delivery) bool { return r.JobID != "" },

@@ -379,9 +379,11 @@ func (s *State) DeliveriesDue(node string, before Millis, limit int) []*Delivery
 		func(d *Delivery) bool { return d.NextAttemptAt <= before })
 }
 
-// DeliveriesByNode returns the active deliveries assigned to node, by id.
+// DeliveriesByNode returns the active deliveries assigned to node, earliest
+// due first. (It reads the node_due index: a separate by-node index would be
+// one more index write on every delivery change, the hottest write path.)
 func (s *State) DeliveriesByNode(node string) []*Delivery {
-	return all[Delivery](s.iter(TableDeliveries, IndexNode, node))
+	return all[Delivery](s.iter(TableDeliveries, IndexNodeDue, node))
 }
 
 // ExpiredLeases returns active deliveries whose lease ends at or before
@@ -439,9 +441,9 @@ func (s *State) AssignedNodes() []string {
 		var it memdb.ResultIterator
 		var err error
 		if from == nil {
-			it, err = s.txn.Get(TableDeliveries, IndexNode)
+			it, err = s.txn.Get(TableDeliveries, IndexNodeDue)
 		} else {
-			it, err = s.txn.LowerBound(TableDeliveries, IndexNode, from)
+			it, err = s.txn.LowerBound(TableDeliveries, IndexNodeDue, from)
 		}
 		if err != nil {
 			panic(fmt.Sprintf("fsm: deliveries by node: %v", err))
@@ -452,8 +454,8 @@ func (s *State) AssignedNodes() []string {
 		}
 		node := obj.(*Delivery).AssignedNode
 		out = append(out, node)
-		// Every key of node starts with its encoding, terminated by 0x00 0x01;
-		// 0x00 0x02 sorts after all of them and before the next node.
+		// Every node_due key of node starts with its encoding, terminated by
+		// 0x00 0x01; 0x00 0x02 sorts after all of them and before the next node.
 		from = append(appendStringPrefix(nil, node), 0x00, 0x02)
 	}
 }

@@ -213,8 +213,8 @@ func TestQueries(t *testing.T) {
 	eq(t, "DeliveriesByStatus(p1, in_flight)", ids(ds), []string{"del-1"})
 	eq(t, "DeliveriesDue(n1)", ids(s.DeliveriesDue("n1", 1700000002500, 0)), []string{"del-5", "del-3"}) // del-4 is held
 	eq(t, "DeliveriesDue(n1) all", ids(s.DeliveriesDue("n1", math.MaxInt64, 0)), []string{"del-5", "del-3", "del-1"})
-	eq(t, "DeliveriesDue(n2)", len(s.DeliveriesDue("n2", math.MaxInt64, 0)), 0) // del-2 succeeded
-	eq(t, "DeliveriesByNode(n1)", ids(s.DeliveriesByNode("n1")), []string{"del-1", "del-3", "del-5"})
+	eq(t, "DeliveriesDue(n2)", len(s.DeliveriesDue("n2", math.MaxInt64, 0)), 0)                       // del-2 succeeded
+	eq(t, "DeliveriesByNode(n1)", ids(s.DeliveriesByNode("n1")), []string{"del-5", "del-3", "del-1"}) // earliest due first
 	// every active delivery holds a lease, not only in-flight ones: a node
 	// that died before starting a pending delivery must lose it too
 	eq(t, "ExpiredLeases", ids(s.ExpiredLeases(1700000004000, 0)), []string{"del-1", "del-3"})
@@ -258,7 +258,7 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableJobs:        {IndexID, IndexProject, IndexProjectStatus, IndexNextFire, IndexIdempotency},
 		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus, IndexTerminal},
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
-		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexLease, IndexNode, IndexEndpoint, IndexJob,
+		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexLease, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
 		TableAttempts: {IndexID, IndexDelivery},
 	}
