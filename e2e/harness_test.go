@@ -393,10 +393,16 @@ type cluster struct {
 // extra flags; each one lists every other node's gossip address in --join.
 func startCluster(t *testing.T, n int, extra ...string) *cluster {
 	t.Helper()
+	return startClusterWith(t, n, func(int) []string { return extra })
+}
+
+// startClusterWith is startCluster with per-node extra flags (i is 1-based).
+func startClusterWith(t *testing.T, n int, extra func(i int) []string) *cluster {
+	t.Helper()
 	needBinary(t)
 	c := &cluster{t: t, key: "e2e-key-" + strconv.FormatUint(rand.Uint64(), 36)}
 	for i := 1; i <= n; i++ {
-		c.procs = append(c.procs, newProc(t, procOpts{id: fmt.Sprintf("n%d", i), clusterKey: c.key, bootstrapExpect: n, extra: extra}))
+		c.procs = append(c.procs, newProc(t, procOpts{id: fmt.Sprintf("n%d", i), clusterKey: c.key, bootstrapExpect: n, extra: extra(i)}))
 	}
 	for _, p := range c.procs {
 		var others []string

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"runtime/debug"
 	"syscall"
 	"time"
 
@@ -40,6 +41,7 @@ type agentFlags struct {
 	allowPrivateTargets               bool
 	allowedTargetCIDRs                listFlag
 	defaultTimezone                   string
+	debugAddr                         string
 }
 
 func agentFlagSet(f *agentFlags) *flag.FlagSet {
@@ -70,6 +72,7 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.BoolVar(&f.allowPrivateTargets, "allow-private-targets", false, "let deliveries reach loopback, private and other special-purpose addresses (development only)")
 	fs.Var(&f.allowedTargetCIDRs, "allowed-target-cidrs", "address ranges deliveries may reach although they are private, comma-separated (10.20.0.0/16,fd00::/8)")
 	fs.StringVar(&f.defaultTimezone, "default-timezone", "UTC", "IANA time zone of schedules that name none")
+	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off by default; bind it to loopback)")
 	return fs
 }
 
@@ -111,7 +114,18 @@ func runAgent(args []string) int {
 	return 0
 }
 
+// gcPercent is the agent's GOGC unless the environment sets one. The state
+// is an immutable radix tree rewritten on every command, so the agent
+// allocates fast while its live heap stays modest; at Go's default of 100 the
+// collector took a third of the CPU in the fire benchmark, and 400 (a heap up
+// to five times the live data) cut that by half. docs/benchmarks.md has the
+// figures; GOGC=100 restores the default.
+const gcPercent = 400
+
 func runAgentWith(f agentFlags, logger *slog.Logger) error {
+	if os.Getenv("GOGC") == "" {
+		debug.SetGCPercent(gcPercent)
+	}
 	if f.pollInterval < 10*time.Millisecond || f.pollInterval > time.Hour {
 		return fmt.Errorf("--poll-interval %s: use a value from 10ms to 1h", f.pollInterval)
 	}
@@ -195,6 +209,11 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		return err
 	}
 	dispatcher.Start()
+	if f.debugAddr != "" {
+		if err := serveDebug(f.debugAddr, logger); err != nil {
+			logger.Warn("debug listener not started", "error", err)
+		}
+	}
 	srv := &http.Server{
 		Handler:           apiServer.Handler(),
 		ReadHeaderTimeout: 10 * time.Second,
