@@ -10,6 +10,7 @@ import (
 	"os"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -36,6 +37,9 @@ func TestBenchPipeline(t *testing.T) {
 
 	rcv := newBenchReceiver(t)
 	flags := []string{"--allow-private-targets", "--log-level", "warn"}
+	if v := os.Getenv("CHIME_BENCH_FLAGS"); v != "" {
+		flags = append(flags, strings.Fields(v)...)
+	}
 	profDir := os.Getenv("CHIME_BENCH_PROFILE_DIR") // CPU profiles of every node during the fire phase
 	c := startClusterWith(t, 3, func(i int) []string {
 		if profDir == "" {
