@@ -32,6 +32,15 @@
 //     so compound keys never collide, and conditional indexes (jobs due to
 //     fire, active deliveries per node, …) hold only the rows the hot queries
 //     want. memdb does not enforce unique secondary indexes; Put checks them.
+//   - The pipeline's commands (pipeline.go, control.go) carry decisions taken
+//     outside and check them inside: Fire applies each job's part only if the
+//     job is unchanged since the poller read it and refuses a second
+//     occurrence for a slot; a delivery's fence is the Raft index of the
+//     command that last assigned it, and DeliveryResults are accepted only
+//     under the current fence; Assign and the retry/release actions move the
+//     fence. Auto-completion of occurrences and endpoint auto-disable (with
+//     its endpoint.disabled event, id derived from the index) happen in the
+//     same transaction as the result that causes them.
 //   - The applied index and term are stored in memdb in the same transaction
 //     as the data, so a State's Index always matches what it shows and a
 //     snapshot's header index is exact.
