@@ -26,7 +26,8 @@ import (
 // budgets are in DESIGN.md; the figures go into docs/benchmarks.md.
 //
 //	CHIME_BENCH_JOBS (default 17000), CHIME_BENCH_PERIOD (10s), CHIME_BENCH_RUN (60s),
-//	CHIME_BENCH_CLIENTS (96), CHIME_BENCH_PROFILE_DIR (unset: no profiles)
+//	CHIME_BENCH_CLIENTS (96), CHIME_BENCH_PROFILE_DIR (unset: no profiles),
+//	CHIME_BENCH_PROFILE_AT (when in the run the 20 s profiles start)
 func TestBenchPipeline(t *testing.T) {
 	if os.Getenv("CHIME_BENCH") == "" {
 		t.Skip("benchmark: run with make bench (CHIME_BENCH=1)")
@@ -101,8 +102,9 @@ func TestBenchPipeline(t *testing.T) {
 	rcv.reset()
 	from := time.Now()
 	if profDir != "" {
+		at := envDuration("CHIME_BENCH_PROFILE_AT", time.Millisecond) // into the measured run
 		for i, p := range c.procs {
-			go saveProfile(ctx, t, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", 6060+i+1), fmt.Sprintf("%s/%s.pprof", profDir, p.id))
+			go saveProfile(ctx, t, at, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=20", 6060+i+1), fmt.Sprintf("%s/%s.pprof", profDir, p.id))
 		}
 	}
 	sleepCtx(ctx, run)
@@ -117,7 +119,8 @@ func TestBenchPipeline(t *testing.T) {
 	}
 }
 
-func saveProfile(ctx context.Context, t *testing.T, url, path string) {
+func saveProfile(ctx context.Context, t *testing.T, after time.Duration, url, path string) {
+	sleepCtx(ctx, after)
 	req, _ := http.NewRequestWithContext(ctx, "GET", url, nil)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
