@@ -641,6 +641,8 @@ func TestResourceBadInput(t *testing.T) {
 		{"event: no type", "POST", "/v1/events", `{"data":{}}`, 400, "type"},
 		{"event: bad type", "POST", "/v1/events", `{"type":"Invoice Paid"}`, 400, "type"},
 		{"event: wildcard type", "POST", "/v1/events", `{"type":"invoice.*"}`, 400, "type"},
+		{"event: lifecycle type", "POST", "/v1/events", `{"type":"endpoint.disabled","data":{"endpoint":{"id":"x"}}}`, 400, "type"},
+		{"job: lifecycle eventType", "POST", "/v1/jobs", `{"delaySeconds":5,"eventType":"job.created"}`, 400, "eventType"},
 		{"event: data too large", "POST", "/v1/events", `{"type":"a.b","data":` + big + `}`, 413, "data"},
 		{"event: bad scheduledAt", "POST", "/v1/events", `{"type":"a.b","scheduledAt":"tomorrow"}`, 400, "scheduledAt"},
 		{"event: scheduledAt without zone", "POST", "/v1/events", `{"type":"a.b","scheduledAt":"2030-01-01T00:00:00"}`, 400, "scheduledAt"},
