@@ -11,6 +11,10 @@ func TestDeliveryControlRetryCancelRelease(t *testing.T) {
 	next := *j
 	held := dlv("d3", "o1", "ep1")
 	held.Status, held.AssignedNode, held.LeaseUntil = DeliveryHeld, "", 0
+	ep, _ := h.f.State().Endpoint("ep1")
+	off := *ep
+	off.Enabled = false
+	h.ok(put(t, TableEndpoints, &off)) // held deliveries are planned for a disabled endpoint
 	h.ok(fireCmd(t, 1000, []JobFire{{Job: next, Occurrence: occ("o1", 1, "k1"),
 		Deliveries: []Delivery{dlv("d1", "o1", ""), dlv("d2", "o1", ""), held}}}))
 	d1, _ := h.f.State().Delivery("d1")

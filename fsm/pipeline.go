@@ -206,6 +206,15 @@ func (a *applier) checkNewDeliveries(project string, ds []Delivery) *Error {
 		if a.first(TableDeliveries, IndexID, d.ID) != nil {
 			return conflict("deliveries", "delivery %q already exists", d.ID)
 		}
+		// Held because the planner saw its endpoint disabled; if the endpoint
+		// was enabled since, the plan is stale: storing it would leave the
+		// delivery held after the enable's release already ran. Refuse it so
+		// the poller plans again from the current state.
+		if d.Status == DeliveryHeld {
+			if ep, _ := a.first(TableEndpoints, IndexID, d.EndpointID).(*Endpoint); ep != nil && ep.Enabled {
+				return conflict("deliveries", "endpoint %q was enabled after delivery %q was planned as held", ep.ID, d.ID)
+			}
+		}
 		seen[d.ID] = true
 	}
 	return nil

@@ -297,3 +297,16 @@ func TestCompletionLeavesJobWithoutCooldownAlone(t *testing.T) {
 		t.Fatalf("job rewritten on completion: modify %d → %d, lastCompleted %d", after.ModifyIndex, jj.ModifyIndex, jj.LastCompletedAt)
 	}
 }
+
+// A fire planned while an endpoint was disabled, applied after it was
+// enabled again, is refused rather than leaving a held delivery behind.
+func TestStaleHeldDeliveryRefused(t *testing.T) {
+	h, j := pipelineFixture(t) // ep1 is enabled
+	held := dlv("d1", "o1", "ep1")
+	held.Status, held.AssignedNode, held.LeaseUntil = DeliveryHeld, "", 0
+	res := h.apply(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{held}}}))
+	checkErr(t, res.Results[0].Err, ErrConflict, "enabled after")
+	if _, err := h.f.State().Occurrence("o1"); err == nil {
+		t.Fatal("the refused fire left its occurrence")
+	}
+}
