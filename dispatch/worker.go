@@ -78,8 +78,11 @@ type Dispatcher struct {
 	calls   sync.WaitGroup // running HTTP calls (and pending sends to results)
 	runDone chan struct{}
 	repDone chan struct{}
-	callCtx context.Context
-	abort   context.CancelFunc // cancels running calls
+	// giveUp ends when Stop's deadline passes: result commits stop retrying.
+	giveUp       context.Context
+	giveUpCancel context.CancelFunc
+	callCtx      context.Context
+	abort        context.CancelFunc // cancels running calls
 }
 
 // NewDispatcher returns a dispatcher for the cluster's local node; Start it.
@@ -109,6 +112,7 @@ func (w *Dispatcher) Start() {
 	w.stop = cancel
 	w.callCtx, w.abort = context.WithCancel(context.Background())
 	w.runDone, w.repDone = make(chan struct{}), make(chan struct{})
+	w.giveUp, w.giveUpCancel = context.WithCancel(context.Background())
 	go func() { defer close(w.runDone); w.run(ctx) }()
 	go func() { defer close(w.repDone); w.report() }()
 	w.logger.Info("dispatcher started", "node", w.node, "workers", w.cfg.Workers)
@@ -122,6 +126,11 @@ func (w *Dispatcher) Stop(ctx context.Context) {
 		return
 	}
 	w.stop()
+	// Past the deadline, result commits stop retrying too (no quorum): the
+	// leases cover what is not reported, and shutdown stays bounded.
+	stopGiveUp := context.AfterFunc(ctx, w.giveUpCancel)
+	defer stopGiveUp()
+	defer w.giveUpCancel()
 	<-w.runDone // no attempt starts after this
 	done := make(chan struct{})
 	go func() { w.calls.Wait(); close(done) }()
@@ -316,7 +325,7 @@ func (w *Dispatcher) commit(batch []fsm.DeliveryResult) {
 		return
 	}
 	for try := 0; ; try++ {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		ctx, cancel := context.WithTimeout(w.giveUp, 10*time.Second)
 		res, err := w.c.Apply(ctx, cmd)
 		cancel()
 		if err == nil {
@@ -335,7 +344,12 @@ func (w *Dispatcher) commit(batch []fsm.DeliveryResult) {
 		if try == 0 || errors.Is(err, context.DeadlineExceeded) {
 			w.logger.Warn("delivery results not committed yet; retrying", "results", len(batch), "err", err)
 		}
-		time.Sleep(reportRetry)
+		select {
+		case <-w.giveUp.Done():
+			w.logger.Warn("shutting down: delivery results dropped; the leader will reassign them", "results", len(batch))
+			return
+		case <-time.After(reportRetry):
+		}
 	}
 }
 
