@@ -114,6 +114,7 @@ func TestBenchPipeline(t *testing.T) {
 	t.Logf("BENCH fires: %d jobs every %s for %s: %d deliveries = %.0f/s (expected %.0f/s), lateness p50 %s p90 %s p99 %s max %s",
 		jobs, period, took.Round(time.Millisecond), n, float64(n)/took.Seconds(), expected/took.Seconds(),
 		pct(late, 50), pct(late, 90), pct(late, 99), late[len(late)-1].Round(time.Millisecond))
+	t.Logf("BENCH timeline: %s", rcv.timeline(from))
 	if float64(n) < 0.95*expected {
 		t.Errorf("only %d deliveries of about %.0f due", n, expected)
 	}
@@ -138,9 +139,10 @@ func saveProfile(ctx context.Context, t *testing.T, after time.Duration, url, pa
 }
 
 type benchReceiver struct {
-	url  string
-	mu   sync.Mutex
-	late []time.Duration
+	url     string
+	mu      sync.Mutex
+	late    []time.Duration
+	arrived []time.Time // parallel to late
 }
 
 func newBenchReceiver(t *testing.T) *benchReceiver {
@@ -155,6 +157,7 @@ func newBenchReceiver(t *testing.T) *benchReceiver {
 		if at, err := time.Parse(time.RFC3339Nano, req.Header.Get("Chime-Scheduled-For")); err == nil {
 			r.mu.Lock()
 			r.late = append(r.late, now.Sub(at))
+			r.arrived = append(r.arrived, now)
 			r.mu.Unlock()
 		}
 		w.WriteHeader(http.StatusNoContent)
@@ -167,8 +170,29 @@ func newBenchReceiver(t *testing.T) *benchReceiver {
 
 func (r *benchReceiver) reset() {
 	r.mu.Lock()
-	r.late = r.late[:0]
+	r.late, r.arrived = r.late[:0], r.arrived[:0]
 	r.mu.Unlock()
+}
+
+// timeline is the deliveries and p99 lateness of each 5 s window since from:
+// a steady climb means the cluster falls behind, spikes mean stalls.
+func (r *benchReceiver) timeline(from time.Time) string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	buckets := map[int][]time.Duration{}
+	last := 0
+	for i, at := range r.arrived {
+		b := int(at.Sub(from) / (5 * time.Second))
+		buckets[b] = append(buckets[b], r.late[i])
+		last = max(last, b)
+	}
+	var out []string
+	for b := 0; b <= last; b++ {
+		l := buckets[b]
+		slices.Sort(l)
+		out = append(out, fmt.Sprintf("+%ds n=%d p99=%s", b*5, len(l), pct(l, 99)))
+	}
+	return strings.Join(out, " | ")
 }
 
 func (r *benchReceiver) snapshot() (int, []time.Duration) {

@@ -37,12 +37,10 @@ const (
 	IndexTerminal      = "terminal"
 	IndexDue           = "due"
 	IndexNodeDue       = "node_due"
-	IndexLease         = "lease"
 	IndexEndpoint      = "endpoint"
 	IndexJob           = "job"
 	IndexOccurrence    = "occurrence"
 	IndexEvent         = "event"
-	IndexDelivery      = "delivery"
 )
 
 // tableMeta holds one row: the Raft index and term of the last applied log.
@@ -422,8 +420,6 @@ var tableDefs = []*tableDef{
 			index(IndexNodeDue, false, (*Delivery).Active,
 				str(func(r *Delivery) string { return r.AssignedNode }),
 				millis(func(r *Delivery) Millis { return r.NextAttemptAt })),
-			index(IndexLease, false, func(r *Delivery) bool { return r.Active() && r.LeaseUntil != 0 },
-				millis(func(r *Delivery) Millis { return r.LeaseUntil })),
 			index(IndexEndpoint, false, func(r *Delivery) bool { return r.EndpointID != "" },
 				str(func(r *Delivery) string { return r.EndpointID })),
 			index(IndexJob, false, func(r *Delivery) bool { return r.JobID != "" },
@@ -446,7 +442,6 @@ var tableDefs = []*tableDef{
 			index(IndexID, true, nil,
 				str(func(r *Attempt) string { return r.DeliveryID }),
 				integer(func(r *Attempt) int64 { return int64(r.Number) })),
-			index(IndexDelivery, false, nil, str(func(r *Attempt) string { return r.DeliveryID })),
 		)},
 		recordType: reflect.TypeFor[*Attempt](),
 		decode:     decodeRecord[Attempt],

@@ -1,7 +1,10 @@
 package fsm
 
 import (
+	"cmp"
 	"fmt"
+	"slices"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -387,10 +390,27 @@ func (s *State) DeliveriesByNode(node string) []*Delivery {
 }
 
 // ExpiredLeases returns active deliveries whose lease ends at or before
-// before, earliest first.
+// before, earliest first, at most limit (<= 0: all). It scans the active
+// deliveries (node_due holds only those) rather than keeping a lease index:
+// in steady state few deliveries are active, while an index would cost two
+// more writes on every delivery, the hottest write path.
 func (s *State) ExpiredLeases(before Millis, limit int) []*Delivery {
-	return until(s.iter(TableDeliveries, IndexLease), limit,
-		func(d *Delivery) bool { return d.LeaseUntil <= before })
+	var out []*Delivery
+	for _, d := range all[Delivery](s.iter(TableDeliveries, IndexNodeDue)) {
+		if d.LeaseUntil != 0 && d.LeaseUntil <= before {
+			out = append(out, d)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Delivery) int {
+		if c := cmp.Compare(a.LeaseUntil, b.LeaseUntil); c != 0 {
+			return c
+		}
+		return strings.Compare(a.ID, b.ID)
+	})
+	if limit > 0 && len(out) > limit {
+		out = out[:limit]
+	}
+	return out
 }
 
 // DeliveriesByEndpoint lists the deliveries to endpoint, by id.
@@ -427,7 +447,8 @@ func (s *State) Attempt(deliveryID string, n int) (*Attempt, error) {
 
 // Attempts returns the attempts of delivery, by number.
 func (s *State) Attempts(deliveryID string) []*Attempt {
-	return all[Attempt](s.iter(TableAttempts, IndexDelivery, deliveryID))
+	// A prefix of the (delivery, number) id index: no separate index to write.
+	return all[Attempt](s.iter(TableAttempts, IndexID, deliveryID))
 }
 
 // AssignedNodes returns the distinct nodes that hold active deliveries, in

@@ -258,9 +258,9 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableJobs:        {IndexID, IndexProject, IndexProjectStatus, IndexNextFire, IndexIdempotency},
 		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus, IndexTerminal},
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
-		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexLease, IndexEndpoint, IndexJob,
+		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
-		TableAttempts: {IndexID, IndexDelivery},
+		TableAttempts: {IndexID},
 	}
 	for _, td := range tableDefs {
 		var have []string
