@@ -13,7 +13,7 @@ import (
 
 // The statuses a ?status= filter accepts, per resource.
 var (
-	jobStatuses        = []string{fsm.JobActive, fsm.JobPaused, fsm.JobArchived, fsm.JobCompleted, fsm.JobCancelled}
+	jobStatuses        = fsm.JobStatuses
 	occurrenceStatuses = []string{fsm.OccurrencePending, fsm.OccurrenceCompleted, fsm.OccurrenceSkipped,
 		fsm.OccurrenceMissed, fsm.OccurrenceCooldown}
 	deliveryStatuses = []string{fsm.DeliveryPending, fsm.DeliveryInFlight, fsm.DeliveryRetryScheduled,

@@ -245,7 +245,11 @@ func (a *applier) projectDeletable(name string) *Error {
 		return conflict("name", "the %q project cannot be deleted", DefaultProject)
 	}
 	for _, table := range []string{TableTokens, TableEndpoints, TableJobs, TableEvents} {
-		if a.first(table, IndexProject, name) != nil {
+		index := IndexProject
+		if table == TableJobs {
+			index = IndexProjectStatus // jobs have no by-project index; its first part is the project
+		}
+		if a.first(table, index, name) != nil {
 			return conflict("name", "project %q still has %s; delete them first", name, table)
 		}
 	}

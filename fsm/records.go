@@ -39,6 +39,10 @@ const (
 	JobCancelled = "cancelled"
 )
 
+// JobStatuses lists every job status; State.Jobs reads one index run per
+// status, so a new status must be added here.
+var JobStatuses = []string{JobActive, JobPaused, JobArchived, JobCompleted, JobCancelled}
+
 // Occurrence statuses. Every status but pending is terminal.
 const (
 	OccurrencePending   = "pending"

@@ -350,7 +350,6 @@ var tableDefs = []*tableDef{
 		name: TableJobs, singular: "job", num: 4, projectRequired: true,
 		schema: &memdb.TableSchema{Name: TableJobs, Indexes: indexes(
 			index(IndexID, true, nil, str(func(r *Job) string { return r.ID })),
-			index(IndexProject, false, nil, str(func(r *Job) string { return r.Project })),
 			index(IndexProjectStatus, false, nil,
 				str(func(r *Job) string { return r.Project }),
 				str(func(r *Job) string { return r.Status })),

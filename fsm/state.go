@@ -242,8 +242,27 @@ func (s *State) Job(id string) (*Job, error) {
 }
 
 // Jobs lists the jobs of project ("" = all projects) by id.
+//
+// It merges the project's per-status runs of the project_status index
+// instead of reading a by-project index: every index of the jobs table costs
+// heap for every stored job and a write on every fire, and listing all jobs of
+// a project is rare next to both.
 func (s *State) Jobs(project, after string, limit int) ([]*Job, string) {
-	return list[Job](s, TableJobs, IndexProject, prefixOf(project), after, limit)
+	var out []*Job
+	more := false
+	for _, status := range JobStatuses {
+		page, next := list[Job](s, TableJobs, IndexProjectStatus, []any{project, status}, after, limit)
+		out = append(out, page...)
+		more = more || next != ""
+	}
+	slices.SortFunc(out, func(a, b *Job) int { return strings.Compare(a.ID, b.ID) })
+	if limit > 0 && len(out) > limit {
+		out, more = out[:limit], true
+	}
+	if more && len(out) > 0 {
+		return out, out[len(out)-1].ID
+	}
+	return out, ""
 }
 
 // JobsByStatus lists the jobs of project with status, by id.

@@ -3,6 +3,7 @@ package fsm
 import (
 	"bytes"
 	"errors"
+	"fmt"
 	"math"
 	"reflect"
 	"sort"
@@ -255,7 +256,7 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableProjects:    {IndexID},
 		TableTokens:      {IndexID, IndexHash, IndexProject},
 		TableEndpoints:   {IndexID, IndexProject},
-		TableJobs:        {IndexID, IndexProject, IndexProjectStatus, IndexNextFire, IndexIdempotency},
+		TableJobs:        {IndexID, IndexProjectStatus, IndexNextFire, IndexIdempotency},
 		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus, IndexTerminal},
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
 		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexEndpoint, IndexJob,
@@ -346,4 +347,43 @@ func TestDeliveriesMatching(t *testing.T) {
 	}
 	eq(t, "deliveryStatuses(p)", s.deliveryStatuses("p"),
 		[]string{DeliveryCancelled, DeliveryDeadLetter, DeliveryHeld, DeliveryPending, DeliverySucceeded})
+}
+
+// Jobs merges the per-status runs: all of a project's jobs, in id order,
+// paged with cursors, none of another project's.
+func TestJobsListMergesStatuses(t *testing.T) {
+	h := newHarness(t)
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})), must(t)(ProjectCreateCommand(Project{Name: "p2"})))
+	statuses := []string{JobActive, JobCompleted, JobPaused, JobCancelled, JobArchived, JobActive, JobCompleted}
+	var want []string
+	for i, st := range statuses {
+		id := fmt.Sprintf("job-%02d", i)
+		want = append(want, id)
+		h.ok(put(t, TableJobs, &Job{ID: id, Project: "p", Status: st}))
+	}
+	h.ok(put(t, TableJobs, &Job{ID: "job-99", Project: "p2", Status: JobActive}))
+	s := h.f.State()
+	var got []string
+	after := ""
+	for range 10 {
+		page, next := s.Jobs("p", after, 3)
+		for _, j := range page {
+			got = append(got, j.ID)
+		}
+		if next == "" {
+			break
+		}
+		after = next
+	}
+	if fmt.Sprint(got) != fmt.Sprint(want) {
+		t.Fatalf("paged jobs %v, want %v", got, want)
+	}
+	if all, next := s.Jobs("p", "", 0); len(all) != len(want) || next != "" {
+		t.Fatalf("unpaged: %d jobs, next %q", len(all), next)
+	}
+	if exact, next := s.Jobs("p", "", len(want)); len(exact) != len(want) || next != "" {
+		t.Fatalf("a page of exactly all jobs: %d, next %q (want no cursor)", len(exact), next)
+	}
+	res := h.apply(must(t)(ProjectDeleteCommand("p2")))
+	checkErr(t, res.Err, ErrConflict, "still has jobs")
 }
