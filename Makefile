@@ -31,7 +31,7 @@ e2e: ## only the real-process tests in e2e/
 	$(GO) test $(TEST_FLAGS) ./e2e/...
 
 bench: ## pipeline, schedule and state benchmarks (figures for docs/benchmarks.md; no -race)
-	set -o pipefail; CHIME_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestBenchPipeline' ./e2e | grep -E 'BENCH|_test.go|^(ok|FAIL|---)'
+	set -o pipefail; CHIME_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestBenchPipeline|TestBenchFanout' ./e2e | grep -E 'BENCH|_test.go|^(ok|FAIL|---)'
 	$(GO) test -count=1 -run '^$$' -bench . -benchmem ./scheduler
 	$(GO) test -count=1 -run '^$$' -bench . -benchtime 1x -timeout 20m ./fsm
 

@@ -226,3 +226,75 @@ func envDuration(name string, def time.Duration) time.Duration {
 	}
 	return def
 }
+
+// TestBenchFanout measures deliveries per second across the cluster: events
+// published at a steady rate through every node, each fanned out to
+// CHIME_BENCH_ENDPOINTS endpoints (default 10) on the fast local receiver.
+//
+//	CHIME_BENCH_EVENTS_PER_S (default 300), CHIME_BENCH_RUN (60s)
+func TestBenchFanout(t *testing.T) {
+	if os.Getenv("CHIME_BENCH") == "" {
+		t.Skip("benchmark: run with make bench (CHIME_BENCH=1)")
+	}
+	endpoints := envInt("CHIME_BENCH_ENDPOINTS", 10)
+	rate := envInt("CHIME_BENCH_EVENTS_PER_S", 300)
+	run := envDuration("CHIME_BENCH_RUN", time.Minute)
+	rcv := newBenchReceiver(t)
+	c := startCluster(t, 3, "--allow-private-targets", "--log-level", "warn")
+	ctx, cancel := context.WithTimeout(t.Context(), run+5*time.Minute)
+	defer cancel()
+	waitReady(ctx, t, 30*time.Second, c.procs...)
+	waitLeader(ctx, t, 10*time.Second, c.procs, "")
+	for i := range endpoints {
+		code, body, err := c.procs[0].do(ctx, "POST", "/v1/endpoints", map[string]any{
+			"url": rcv.url, "eventTypes": []string{"order.*"}, "description": fmt.Sprintf("bench %d", i)}, nil)
+		if err != nil || code != 201 {
+			t.Fatalf("create endpoint: %d %v %s", code, err, body)
+		}
+	}
+	time.Sleep(time.Second) // every node has the endpoints
+
+	// Publish at a steady rate from 16 workers; each event is due at once.
+	var published, failed atomic.Int64
+	from := time.Now()
+	tick := time.Second / time.Duration(rate)
+	var wg sync.WaitGroup
+	for w := range 16 {
+		wg.Go(func() {
+			for k := 0; ; k++ {
+				due := from.Add(time.Duration(k*16+w) * tick)
+				if due.Sub(from) >= run {
+					return
+				}
+				sleepCtx(ctx, time.Until(due))
+				code, _, err := c.procs[(k+w)%3].do(ctx, "POST", "/v1/events", map[string]any{"type": "order.paid", "data": map[string]any{"k": k}}, nil)
+				if err != nil || code != 202 {
+					failed.Add(1)
+					continue
+				}
+				published.Add(1)
+			}
+		})
+	}
+	wg.Wait()
+	want := int(published.Load()) * endpoints
+	deadline := time.Now().Add(60 * time.Second)
+	for time.Now().Before(deadline) {
+		if n, _ := rcv.snapshot(); n >= want {
+			break
+		}
+		sleepCtx(ctx, 200*time.Millisecond)
+	}
+	n, late := rcv.snapshot()
+	rcv.mu.Lock()
+	lastArrival := rcv.arrived[len(rcv.arrived)-1]
+	rcv.mu.Unlock()
+	took := lastArrival.Sub(from)
+	t.Logf("BENCH fanout: %d events (%d/s offered, %d failed) × %d endpoints: %d of %d deliveries in %s = %.0f/s, lateness p50 %s p90 %s p99 %s max %s",
+		published.Load(), rate, failed.Load(), endpoints, n, want, took.Round(time.Millisecond), float64(n)/took.Seconds(),
+		pct(late, 50), pct(late, 90), pct(late, 99), late[len(late)-1].Round(time.Millisecond))
+	t.Logf("BENCH fanout timeline: %s", rcv.timeline(from))
+	if n < want {
+		t.Errorf("%d of %d deliveries arrived", n, want)
+	}
+}
