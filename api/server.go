@@ -107,6 +107,11 @@ func New(cfg Config) *Server {
 	v1.GET("/jobs", s.handle(s.listJobs))
 	v1.GET("/jobs/:id", s.handle(s.getJob))
 	v1.POST("/jobs/:id/trigger", s.handle(s.triggerJob))
+	v1.POST("/jobs/:id/pause", s.handle(s.pauseJob))
+	v1.POST("/jobs/:id/resume", s.handle(s.resumeJob))
+	v1.POST("/jobs/:id/archive", s.handle(s.archiveJob))
+	v1.DELETE("/jobs/:id", s.handle(s.cancelJob))
+	v1.POST("/schedules/preview", s.handle(s.previewSchedule))
 	v1.GET("/jobs/:id/occurrences", s.handle(s.listJobOccurrences))
 
 	v1.GET("/occurrences/:id", s.handle(s.getOccurrence))

@@ -1,0 +1,109 @@
+package api
+
+import (
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+)
+
+func TestJobLifecycle(t *testing.T) {
+	srv, c := newNode(t)
+	job := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"recurrenceSeconds":3600,"callbackUrl":"https://example.com/h"}`), 201).body, "id")
+	path := "/v1/jobs/" + job
+	created, _ := c.FSM().State().Job(job)
+
+	r := want(t, do(t, srv, "POST", path+"/pause", ""), 200)
+	if r.body["status"] != "paused" {
+		t.Fatalf("pause: %s", r.raw)
+	}
+	want(t, do(t, srv, "POST", path+"/pause", ""), 200) // already paused: unchanged
+	if n := len(c.FSM().State().JobsDue(fsm.Millis(1<<62), 0)); n != 0 {
+		t.Fatalf("a paused job is still due to fire (%d due)", n)
+	}
+
+	// Resume: from the first slot after now, not the slots passed meanwhile.
+	before := time.Now()
+	r = want(t, do(t, srv, "POST", path+"/resume", ""), 200)
+	next, err := time.Parse(time.RFC3339, r.body["nextFireAt"].(string))
+	if r.body["status"] != "active" || err != nil || !next.After(before) || next.Sub(before) > time.Hour+2*time.Second {
+		t.Fatalf("resume: %s", r.raw)
+	}
+	if (next.UnixMilli()-int64(created.NextFireAt))%3_600_000 != 0 {
+		t.Errorf("resumed next fire %s is off the interval's grid (first slot %s)", next, created.NextFireAt.Time())
+	}
+
+	r = want(t, do(t, srv, "POST", path+"/archive", ""), 200)
+	if r.body["status"] != "archived" {
+		t.Fatalf("archive: %s", r.raw)
+	}
+	want(t, do(t, srv, "POST", path+"/pause", ""), 409) // only an active job pauses
+	want(t, do(t, srv, "POST", path+"/resume", ""), 200)
+
+	r = want(t, do(t, srv, "DELETE", path, ""), 200)
+	if r.body["status"] != "cancelled" || r.body["nextFireAt"] != nil {
+		t.Fatalf("cancel: %s", r.raw)
+	}
+	want(t, do(t, srv, "DELETE", path, ""), 200)
+	for _, a := range []string{"/pause", "/resume", "/archive"} {
+		r := want(t, do(t, srv, "POST", path+a, ""), 409)
+		if code, field := errorOf(t, r); code != "conflict" || field != "status" {
+			t.Errorf("%s of a cancelled job: %s", a, r.raw)
+		}
+	}
+	want(t, do(t, srv, "POST", "/v1/jobs/nope/pause", ""), 404)
+	want(t, do(t, srv, "DELETE", "/v1/jobs/"+job+"?project=nope", ""), 404)
+
+	// A one-shot can be cancelled only while it has not fired (002).
+	once := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"delaySeconds":3600,"callbackUrl":"https://example.com/o"}`), 201).body, "id")
+	cur, _ := c.FSM().State().Job(once)
+	fired := *cur
+	fired.OccurrenceCount, fired.Status, fired.NextFireAt = 1, fsm.JobCompleted, 0
+	cmd, err := fsm.PutCommand(fsm.TableJobs, &fired, fsm.PutOptions{IfIndex: cur.ModifyIndex})
+	applyOK(t, c, cmd, err)
+	r = want(t, do(t, srv, "DELETE", "/v1/jobs/"+once, ""), 409)
+	if !strings.Contains(r.raw, "already fired") {
+		t.Errorf("cancel of a fired one-shot: %s", r.raw)
+	}
+}
+
+func TestSchedulePreview(t *testing.T) {
+	srv := newSingleNode(t)
+	r := want(t, do(t, srv, "POST", "/v1/schedules/preview",
+		`{"scheduleTimes":["02:30"],"timezone":"America/New_York","from":"2024-03-09T12:00:00Z","count":3}`), 200)
+	var got []string
+	for _, f := range r.body["fires"].([]any) {
+		got = append(got, f.(string))
+	}
+	// 02:30 does not exist on 2024-03-10 in New York: read with the offset before the jump.
+	if wantFires := []string{"2024-03-10T07:30:00Z", "2024-03-11T06:30:00Z", "2024-03-12T06:30:00Z"}; !slices.Equal(got, wantFires) {
+		t.Fatalf("fires %v, want %v", got, wantFires)
+	}
+	for _, c := range []struct{ body, field string }{
+		{`{"cron":"0 9 * * *","count":0}`, "count"},
+		{`{"cron":"0 9 * * *","count":1001}`, "count"},
+		{`{"cron":"0 9 * * *","from":"yesterday"}`, "from"},
+		{`{"cron":"61 9 * * *"}`, "cron"},
+		{`{"cron":"0 9 * * *","timezone":"Mars/Olympus"}`, "timezone"},
+		{`{"cron":"0 9 * * *","callbackUrl":"https://x"}`, "callbackUrl"},
+	} {
+		r := want(t, do(t, srv, "POST", "/v1/schedules/preview", c.body), 400)
+		if _, field := errorOf(t, r); field != c.field {
+			t.Errorf("%s: field %q, want %q (%s)", c.body, field, c.field, r.raw)
+		}
+	}
+}
+
+func TestResumeKeepsAnUnfiredOneShot(t *testing.T) {
+	srv, c := newNode(t)
+	once := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"delaySeconds":1,"callbackUrl":"https://example.com/o"}`), 201).body, "id")
+	orig, _ := c.FSM().State().Job(once)
+	want(t, do(t, srv, "POST", "/v1/jobs/"+once+"/pause", ""), 200)
+	time.Sleep(1100 * time.Millisecond) // its time passes while paused
+	r := want(t, do(t, srv, "POST", "/v1/jobs/"+once+"/resume", ""), 200)
+	if r.body["status"] != "active" || r.body["nextFireAt"] != orig.NextFireAt.Time().Format(time.RFC3339Nano) {
+		t.Fatalf("resumed one-shot: %s (want active at %s)", r.raw, orig.NextFireAt.Time())
+	}
+}
