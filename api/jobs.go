@@ -96,87 +96,109 @@ func jobOut(st *fsm.State, j *fsm.Job) jobJSON {
 
 // buildJob validates a job request and turns it into the record to store.
 func (s *Server) buildJob(req *jobRequest, project string, now time.Time) (*fsm.Job, error) {
-	if utf8.RuneCountInString(req.Name) > MaxNameLen {
-		return nil, badRequest("name", fmt.Sprintf("name is longer than %d characters", MaxNameLen))
-	}
-	if err := validateDescription("description", req.Description); err != nil {
+	at := fsm.MillisOf(now)
+	id := fsm.NewID("job", now)
+	j := &fsm.Job{ID: id, Project: project, Status: fsm.JobActive, SeriesID: id, CreatedAt: at, UpdatedAt: at}
+	if err := validateNaming(req); err != nil {
 		return nil, err
 	}
-	spec := req.Spec.WithDefaults(s.cfg.Schedule)
+	if err := s.setSchedule(j, req.Spec, now); err != nil {
+		return nil, err
+	}
+	if err := s.setTarget(j, req); err != nil {
+		return nil, err
+	}
+	return j, nil
+}
+
+func validateNaming(req *jobRequest) error {
+	if utf8.RuneCountInString(req.Name) > MaxNameLen {
+		return badRequest("name", fmt.Sprintf("name is longer than %d characters", MaxNameLen))
+	}
+	return validateDescription("description", req.Description)
+}
+
+// setSchedule validates spec as of now (the schedule's creation time: the
+// origin of delaySeconds and of the default start) and sets the job's
+// schedule fields and first fire.
+func (s *Server) setSchedule(j *fsm.Job, spec scheduler.Spec, now time.Time) error {
+	spec = spec.WithDefaults(s.cfg.Schedule)
 	if err := spec.Validate(s.cfg.Schedule, now); err != nil {
-		return nil, scheduleError(err)
+		return scheduleError(err)
 	}
 	sch, err := scheduler.Compile(spec, s.cfg.Schedule, now)
 	if err != nil {
-		return nil, scheduleError(err)
+		return scheduleError(err)
 	}
 	state, ok := sch.InitialState()
 	if !ok {
-		return nil, badRequest("", "the schedule has no slot in the future")
+		return badRequest("", "the schedule has no slot in the future")
 	}
 	canonical, err := spec.Canonical()
 	if err != nil {
-		return nil, scheduleError(err)
+		return scheduleError(err)
 	}
+	policy := sch.Policy()
+	j.ScheduleKind, j.Schedule, j.ScheduleSetAt = sch.Kind(), canonical, fsm.MillisOf(now)
+	j.CooldownMs, j.MisfireGraceMs, j.CatchUp = policy.Cooldown.Milliseconds(), policy.MisfireGrace.Milliseconds(), policy.CatchUp
+	j.NextFireAt = fsm.MillisOf(state.NextFireAt)
+	return nil
+}
+
+// setTarget validates the request's descriptive fields, target and delivery
+// policy and sets them on the job.
+func (s *Server) setTarget(j *fsm.Job, req *jobRequest) error {
 	if req.CallbackURL != "" {
 		if err := validateURL("callbackUrl", req.CallbackURL); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	if req.EventType != "" {
 		if err := validateEventType("eventType", req.EventType); err != nil {
-			return nil, err
+			return err
 		}
 	}
 	method, err := normalizeMethod("method", req.Method)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if err := validateHeaders("headers", req.Headers); err != nil {
-		return nil, err
+		return err
 	}
 	if err := s.validateData("payload", req.Payload); err != nil {
-		return nil, err
+		return err
 	}
 	def := dispatch.CallbackDefaultPolicy()
 	if req.MaxRetries != 0 {
 		if req.RetryPolicy != nil && req.RetryPolicy.MaxAttempts != 0 && req.RetryPolicy.MaxAttempts != req.MaxRetries {
-			return nil, badRequest("maxRetries", "maxRetries and retryPolicy.maxAttempts disagree; give one of them")
+			return badRequest("maxRetries", "maxRetries and retryPolicy.maxAttempts disagree; give one of them")
 		}
 		def.MaxAttempts = req.MaxRetries
 	}
 	retry, err := retryIn("retryPolicy", req.RetryPolicy, def)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
 	if err != nil {
-		return nil, err
+		return err
 	}
 	if len(req.IdempotencyKey) > MaxIdempotencyLen {
-		return nil, badRequest("idempotencyKey", fmt.Sprintf("at most %d characters", MaxIdempotencyLen))
+		return badRequest("idempotencyKey", fmt.Sprintf("at most %d characters", MaxIdempotencyLen))
 	}
 	if len(req.CorrelationID) > MaxIdempotencyLen {
-		return nil, badRequest("correlationId", fmt.Sprintf("at most %d characters", MaxIdempotencyLen))
+		return badRequest("correlationId", fmt.Sprintf("at most %d characters", MaxIdempotencyLen))
 	}
 	if req.SigningSecret != "" {
 		if err := dispatch.ValidateSecret(req.SigningSecret); err != nil {
-			return nil, badRequest("signingSecret", err.Error())
+			return badRequest("signingSecret", err.Error())
 		}
 	}
-	at := fsm.MillisOf(now)
-	id := fsm.NewID("job", now)
-	policy := sch.Policy()
-	return &fsm.Job{
-		ID: id, Project: project, Name: req.Name, Description: req.Description, Status: fsm.JobActive,
-		ScheduleKind: sch.Kind(), Schedule: canonical, ScheduleSetAt: at,
-		CallbackURL: req.CallbackURL, Method: method, Headers: req.Headers, Payload: []byte(req.Payload),
-		EventType: req.EventType, SigningSecret: req.SigningSecret, IdempotencyKey: req.IdempotencyKey,
-		CorrelationID: req.CorrelationID, Retry: retry, TimeoutMs: tmo,
-		CooldownMs: policy.Cooldown.Milliseconds(), MisfireGraceMs: policy.MisfireGrace.Milliseconds(), CatchUp: policy.CatchUp,
-		ManualCompletion: req.ManualCompletion,
-		NextFireAt:       fsm.MillisOf(state.NextFireAt), SeriesID: id, CreatedAt: at, UpdatedAt: at,
-	}, nil
+	j.Name, j.Description = req.Name, req.Description
+	j.CallbackURL, j.Method, j.Headers, j.Payload = req.CallbackURL, method, req.Headers, []byte(req.Payload)
+	j.EventType, j.SigningSecret, j.IdempotencyKey, j.CorrelationID = req.EventType, req.SigningSecret, req.IdempotencyKey, req.CorrelationID
+	j.Retry, j.TimeoutMs, j.ManualCompletion = retry, tmo, req.ManualCompletion
+	return nil
 }
 
 // scheduleError maps the scheduler's field errors to a 400 naming the field.

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"reflect"
+	"strings"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -193,4 +195,104 @@ func (s *Server) previewSchedule(c *gin.Context) error {
 	}
 	c.JSON(http.StatusOK, gin.H{"fires": out})
 	return nil
+}
+
+// scheduleFields are the JSON names of a job's schedule (scheduler.Spec). A
+// PATCH that names any of them replaces the whole schedule: merging parts of
+// two schedules (a cron with a recurrenceSeconds) would make no sense.
+var scheduleFields = jsonFieldNames(reflect.TypeFor[scheduler.Spec]())
+
+// jobFields are every field a job request takes, schedule included.
+var jobFields = jsonFieldNames(reflect.TypeFor[jobRequest]())
+
+func jsonFieldNames(t reflect.Type) map[string]bool {
+	out := map[string]bool{}
+	for f := range t.Fields() {
+		if f.Anonymous {
+			for k := range jsonFieldNames(f.Type) {
+				out[k] = true
+			}
+			continue
+		}
+		if name, _, _ := strings.Cut(f.Tag.Get("json"), ","); name != "" && name != "-" {
+			out[name] = true
+		}
+	}
+	return out
+}
+
+// requestOf is the request that would create the job as it is stored.
+func requestOf(j *fsm.Job) (jobRequest, error) {
+	spec, err := scheduler.ParseSpec(j.Schedule)
+	if err != nil {
+		return jobRequest{}, fmt.Errorf("job %s: stored schedule: %w", j.ID, err)
+	}
+	rp := retryOut(j.Retry)
+	return jobRequest{
+		Spec: spec, Name: j.Name, Description: j.Description, CallbackURL: j.CallbackURL, Method: j.Method,
+		Headers: j.Headers, Payload: json.RawMessage(j.Payload), EventType: j.EventType, RetryPolicy: &rp,
+		TimeoutSeconds: float64(j.TimeoutMs) / 1000, IdempotencyKey: j.IdempotencyKey, CorrelationID: j.CorrelationID,
+		SigningSecret: j.SigningSecret, ManualCompletion: j.ManualCompletion,
+	}, nil
+}
+
+// patchJob is PATCH /v1/jobs/{id}: the fields given replace the stored ones
+// (null clears one); the schedule is replaced as a whole when any of its
+// fields is given, and its next fire is then computed from now, as for a new
+// job. Counters and the series stay. A completed job whose new schedule has
+// slots is active again; a cancelled job cannot be changed.
+func (s *Server) patchJob(c *gin.Context) error {
+	var patch map[string]json.RawMessage
+	if err := s.decodeJSON(c, &patch); err != nil {
+		return err
+	}
+	if len(patch) == 0 {
+		return badRequest("", "give at least one field to change")
+	}
+	newSchedule := false
+	for k := range patch {
+		if !jobFields[k] {
+			return badRequest(k, fmt.Sprintf("unknown field %q", k))
+		}
+		newSchedule = newSchedule || scheduleFields[k]
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	_, hasRetry := patch["retryPolicy"]
+	_, hasMax := patch["maxRetries"]
+	return s.changeJob(c, func(j *fsm.Job, now time.Time) (bool, error) {
+		if j.Status == fsm.JobCancelled {
+			return false, errJobState(j, "changed")
+		}
+		req, err := requestOf(j)
+		if err != nil {
+			return false, err
+		}
+		if newSchedule {
+			req.Spec = scheduler.Spec{}
+		}
+		if hasMax && !hasRetry && req.RetryPolicy != nil {
+			req.RetryPolicy.MaxAttempts = 0 // maxRetries replaces the stored attempts
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return false, jsonError(err) // names the field of a wrong type
+		}
+		if err := validateNaming(&req); err != nil {
+			return false, err
+		}
+		if err := s.setTarget(j, &req); err != nil {
+			return false, err
+		}
+		if newSchedule {
+			if err := s.setSchedule(j, req.Spec, now); err != nil {
+				return false, err
+			}
+			if j.Status == fsm.JobCompleted {
+				j.Status = fsm.JobActive
+			}
+		}
+		return true, nil
+	})
 }

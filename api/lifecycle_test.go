@@ -107,3 +107,46 @@ func TestResumeKeepsAnUnfiredOneShot(t *testing.T) {
 		t.Fatalf("resumed one-shot: %s (want active at %s)", r.raw, orig.NextFireAt.Time())
 	}
 }
+
+func TestPatchJob(t *testing.T) {
+	srv, c := newNode(t)
+	job := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"name":"a","cron":"0 9 * * *","timezone":"Europe/Berlin","callbackUrl":"https://example.com/a","maxRetries":3,"payload":{"x":1}}`), 201).body, "id")
+	path := "/v1/jobs/" + job
+	before, _ := c.FSM().State().Job(job)
+
+	// Target fields only: the schedule and its next fire stay.
+	r := want(t, do(t, srv, "PATCH", path, `{"name":"b","callbackUrl":"https://example.com/b","headers":{"X-Team":"ops"}}`), 200)
+	after, _ := c.FSM().State().Job(job)
+	if r.body["name"] != "b" || after.CallbackURL != "https://example.com/b" || after.Headers["X-Team"] != "ops" ||
+		after.NextFireAt != before.NextFireAt || string(after.Schedule) != string(before.Schedule) ||
+		after.Retry.MaxAttempts != 3 || string(after.Payload) != `{"x":1}` {
+		t.Fatalf("after a target patch: %s", r.raw)
+	}
+
+	// Any schedule field replaces the schedule: the cron and zone go.
+	r = want(t, do(t, srv, "PATCH", path, `{"recurrenceSeconds":600,"maxRetries":7}`), 200)
+	after, _ = c.FSM().State().Job(job)
+	if after.ScheduleKind != "interval" || strings.Contains(string(after.Schedule), "cron") || after.Retry.MaxAttempts != 7 ||
+		after.NextFireAt.Time().Sub(time.Now()) > 601*time.Second || after.SeriesID != before.SeriesID || after.CreatedAt != before.CreatedAt {
+		t.Fatalf("after a schedule patch: %s", r.raw)
+	}
+
+	for _, cs := range []struct{ body, field string }{
+		{`{"name":5}`, "name"},
+		{`{"colour":"red"}`, "colour"},
+		{`{"callbackUrl":"ftp://x"}`, "callbackUrl"},
+		{`{"cron":"0 9 * * *","recurrenceSeconds":60}`, "cron"},
+		{`{}`, ""},
+	} {
+		r := want(t, do(t, srv, "PATCH", path, cs.body), 400)
+		if _, field := errorOf(t, r); field != cs.field {
+			t.Errorf("%s: field %q, want %q (%s)", cs.body, field, cs.field, r.raw)
+		}
+	}
+	if got, _ := c.FSM().State().Job(job); got.ModifyIndex != after.ModifyIndex {
+		t.Fatal("a refused patch wrote the job")
+	}
+	want(t, do(t, srv, "DELETE", path, ""), 200)
+	want(t, do(t, srv, "PATCH", path, `{"name":"c"}`), 409)
+	want(t, do(t, srv, "PATCH", "/v1/jobs/nope", `{"name":"c"}`), 404)
+}

@@ -111,6 +111,7 @@ func New(cfg Config) *Server {
 	v1.POST("/jobs/:id/resume", s.handle(s.resumeJob))
 	v1.POST("/jobs/:id/archive", s.handle(s.archiveJob))
 	v1.DELETE("/jobs/:id", s.handle(s.cancelJob))
+	v1.PATCH("/jobs/:id", s.handle(s.patchJob))
 	v1.POST("/schedules/preview", s.handle(s.previewSchedule))
 	v1.GET("/jobs/:id/occurrences", s.handle(s.listJobOccurrences))
 
