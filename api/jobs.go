@@ -238,8 +238,34 @@ func (s *Server) loadJob(c *gin.Context) (*fsm.State, *fsm.Job, error) {
 	return load(s, c, (*fsm.State).Job, jobProject, "job")
 }
 
+// filterJobs pages through page (by id) keeping the jobs keep accepts, until
+// limit are found; the cursor is the last id read when the list goes on.
+// (002's next-fire filter: jobs are listed by id, so the filter reads on.)
+func filterJobs(page func(after string, limit int) ([]*fsm.Job, string), after string, limit int, keep func(*fsm.Job) bool) ([]*fsm.Job, string) {
+	var out []*fsm.Job
+	for {
+		batch, next := page(after, 500)
+		for i, j := range batch {
+			if !keep(j) {
+				continue
+			}
+			out = append(out, j)
+			if limit > 0 && len(out) == limit {
+				if i < len(batch)-1 || next != "" {
+					return out, j.ID
+				}
+				return out, ""
+			}
+		}
+		if next == "" {
+			return out, ""
+		}
+		after = next
+	}
+}
+
 // listJobs is GET /v1/jobs, by id (ids sort by creation time), optionally
-// only the jobs with ?status=.
+// only the jobs with ?status= and those whose next fire is in [from, to).
 func (s *Server) listJobs(c *gin.Context) error {
 	project, st, err := s.scope(c)
 	if err != nil {
@@ -253,12 +279,24 @@ func (s *Server) listJobs(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	from, to, err := timeRange(c.Query("from"), c.Query("to"))
+	if err != nil {
+		return err
+	}
+	page := func(after string, limit int) ([]*fsm.Job, string) {
+		if status != "" {
+			return st.JobsByStatus(project, status, after, limit)
+		}
+		return st.Jobs(project, after, limit)
+	}
 	var jobs []*fsm.Job
 	var next string
-	if status != "" {
-		jobs, next = st.JobsByStatus(project, status, after, limit)
+	if from == 0 && to == 0 {
+		jobs, next = page(after, limit)
 	} else {
-		jobs, next = st.Jobs(project, after, limit)
+		jobs, next = filterJobs(page, after, limit, func(j *fsm.Job) bool {
+			return j.NextFireAt != 0 && j.NextFireAt >= from && (to == 0 || j.NextFireAt < to)
+		})
 	}
 	items := make([]jobJSON, 0, len(jobs))
 	for _, j := range jobs {

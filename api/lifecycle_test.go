@@ -150,3 +150,25 @@ func TestPatchJob(t *testing.T) {
 	want(t, do(t, srv, "PATCH", path, `{"name":"c"}`), 409)
 	want(t, do(t, srv, "PATCH", "/v1/jobs/nope", `{"name":"c"}`), 404)
 }
+
+func TestListJobsByNextFire(t *testing.T) {
+	srv := newSingleNode(t)
+	var ids []string
+	for _, at := range []string{"2030-01-01T00:00:00Z", "2030-06-01T00:00:00Z", "2031-01-01T00:00:00Z"} {
+		ids = append(ids, str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"fireAtUtc":"`+at+`","callbackUrl":"https://example.com/x"}`), 201).body, "id"))
+	}
+	r := want(t, do(t, srv, "GET", "/v1/jobs?from=2030-03-01T00:00:00Z&to=2031-01-01T00:00:00Z", ""), 200)
+	if got := idsOf(items(t, r)); !slices.Equal(got, ids[1:2]) {
+		t.Fatalf("jobs firing in [2030-03, 2031-01): %v, want %v", got, ids[1:2])
+	}
+	r = want(t, do(t, srv, "GET", "/v1/jobs?from=2030-01-01T00:00:00Z&limit=1", ""), 200)
+	if got := idsOf(items(t, r)); !slices.Equal(got, ids[:1]) || r.body["nextCursor"] == nil {
+		t.Fatalf("first page: %s", r.raw)
+	}
+	r = want(t, do(t, srv, "GET", "/v1/jobs?from=2030-01-01T00:00:00Z&limit=5&cursor="+r.body["nextCursor"].(string), ""), 200)
+	if got := idsOf(items(t, r)); !slices.Equal(got, ids[1:]) || r.body["nextCursor"] != nil {
+		t.Fatalf("second page: %s", r.raw)
+	}
+	want(t, do(t, srv, "GET", "/v1/jobs?from=soon", ""), 400)
+	want(t, do(t, srv, "GET", "/v1/jobs?from=2031-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", ""), 400)
+}
