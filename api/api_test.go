@@ -59,10 +59,10 @@ func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := c.Start(&BootstrapHook{Cluster: c, Logger: logger}); err != nil {
+	if err := c.Start(&BootstrapHook{Cluster: c, Logger: logger, RootToken: testRootToken}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(New(Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}).Handler())
+	srv := httptest.NewServer(asRoot(New(Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}).Handler()))
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -78,6 +78,21 @@ func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
 	}
 	t.Fatal("default project never appeared")
 	return nil, nil
+}
+
+// testRootToken is the root token of the test clusters (CHIME_ROOT_TOKEN).
+const testRootToken = "chime_test-root-token-0123456789"
+
+// asRoot sends every request with the root token unless it names another
+// (Authorization) or none (X-Test-Anonymous), so that tests of other things
+// need not repeat it.
+func asRoot(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Header.Get("X-Test-Anonymous") == "" && r.Header.Get("Authorization") == "" {
+			r.Header.Set("Authorization", "Bearer "+testRootToken)
+		}
+		h.ServeHTTP(w, r)
+	})
 }
 
 type response struct {
@@ -100,7 +115,14 @@ func do(t *testing.T, srv *httptest.Server, method, path, body string) response 
 	if body != "" {
 		req.Header.Set("Content-Type", "application/json")
 	}
-	resp, err := srv.Client().Do(req)
+	return roundTrip(t, req)
+}
+
+// roundTrip sends req and reads the answer, decoding a JSON body.
+func roundTrip(t *testing.T, req *http.Request) response {
+	t.Helper()
+	method, path := req.Method, req.URL.Path
+	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -307,8 +307,19 @@ func (s *Server) listJobs(c *gin.Context) error {
 }
 
 // project returns the project a request acts in: ?project=, else default.
+//
+// A token restricted to a project acts in that project: without ?project=
+// it is the default, and any other name is reported as not found, exactly as
+// a project that does not exist, so a token learns nothing of other projects.
 func (s *Server) project(c *gin.Context) (string, error) {
 	name := c.Query("project")
+	if tok := caller(c); tok != nil && tok.Project != "" {
+		if name == "" {
+			name = tok.Project
+		} else if name != tok.Project {
+			return "", &Error{Status: http.StatusNotFound, Code: "not_found", Field: "project", Message: fmt.Sprintf("project %q not found", name)}
+		}
+	}
 	if name == "" {
 		name = DefaultProject
 	}

@@ -93,6 +93,13 @@ func (s *Server) listProjects(c *gin.Context) error {
 		return err
 	}
 	ps, next := st.Projects(after, limit)
+	if tok := caller(c); tok != nil && tok.Project != "" {
+		// A project-bound token sees its own project only.
+		ps, next = nil, ""
+		if p, err := st.Project(tok.Project); err == nil && after == "" {
+			ps = []*fsm.Project{p}
+		}
+	}
 	items := make([]projectJSON, 0, len(ps))
 	for _, p := range ps {
 		items = append(items, projectOut(p))
@@ -107,6 +114,9 @@ func (s *Server) getProject(c *gin.Context) error {
 		return err
 	}
 	p, err := st.Project(c.Param("name"))
+	if tok := caller(c); err == nil && tok != nil && tok.Project != "" && tok.Project != p.Name {
+		err = &Error{Status: http.StatusNotFound, Code: "not_found", Message: fmt.Sprintf("project %q not found", p.Name)}
+	}
 	if err != nil {
 		return err
 	}

@@ -91,49 +91,58 @@ func New(cfg Config) *Server {
 	v1.GET("/health", s.handle(s.health))
 	v1.GET("/ready", s.handle(s.ready))
 	v1.GET("/openapi.json", s.handle(s.openapi))
-
+	// Cluster status is open like health: it shows node ids, addresses and
+	// Raft positions, no data, and it is most needed when a node cannot
+	// check tokens (it has not joined, or lost the leader).
 	v1.GET("/cluster/status", s.handle(s.clusterStatus))
-	v1.POST("/cluster/transfer-leadership", s.handle(s.transferLeadership))
-	v1.DELETE("/cluster/peers/:id", s.handle(s.removePeer))
-	v1.GET("/cluster/snapshot", s.handle(s.snapshot))
-	v1.POST("/cluster/restore", s.handle(s.restore))
 
-	v1.POST("/projects", s.handle(s.createProject))
-	v1.GET("/projects", s.handle(s.listProjects))
-	v1.GET("/projects/:name", s.handle(s.getProject))
-	v1.DELETE("/projects/:name", s.handle(s.deleteProject))
+	// Every route below needs a token; the middleware names the least scope.
+	read, write, admin := s.auth(ScopeRead), s.auth(ScopeWrite), s.auth(ScopeAdmin)
+	v1.POST("/cluster/transfer-leadership", admin, s.handle(s.transferLeadership))
+	v1.DELETE("/cluster/peers/:id", admin, s.handle(s.removePeer))
+	v1.GET("/cluster/snapshot", admin, s.handle(s.snapshot))
+	v1.POST("/cluster/restore", admin, s.handle(s.restore))
 
-	v1.POST("/jobs", s.handle(s.createJob))
-	v1.GET("/jobs", s.handle(s.listJobs))
-	v1.GET("/jobs/:id", s.handle(s.getJob))
-	v1.POST("/jobs/:id/trigger", s.handle(s.triggerJob))
-	v1.POST("/jobs/:id/pause", s.handle(s.pauseJob))
-	v1.POST("/jobs/:id/resume", s.handle(s.resumeJob))
-	v1.POST("/jobs/:id/archive", s.handle(s.archiveJob))
-	v1.DELETE("/jobs/:id", s.handle(s.cancelJob))
-	v1.PATCH("/jobs/:id", s.handle(s.patchJob))
-	v1.POST("/schedules/preview", s.handle(s.previewSchedule))
-	v1.GET("/jobs/:id/occurrences", s.handle(s.listJobOccurrences))
+	v1.POST("/tokens", admin, s.handle(s.createToken))
+	v1.GET("/tokens", admin, s.handle(s.listTokens))
+	v1.DELETE("/tokens/:id", admin, s.handle(s.revokeToken))
 
-	v1.GET("/occurrences/:id", s.handle(s.getOccurrence))
-	v1.POST("/occurrences/:id/complete", s.handle(s.completeOccurrence))
-	v1.POST("/occurrences/:id/skip", s.handle(s.skipOccurrence))
+	v1.POST("/projects", admin, s.handle(s.createProject))
+	v1.GET("/projects", read, s.handle(s.listProjects))
+	v1.GET("/projects/:name", read, s.handle(s.getProject))
+	v1.DELETE("/projects/:name", admin, s.handle(s.deleteProject))
 
-	v1.POST("/endpoints", s.handle(s.createEndpoint))
-	v1.GET("/endpoints", s.handle(s.listEndpoints))
-	v1.GET("/endpoints/:id", s.handle(s.getEndpoint))
-	v1.POST("/endpoints/:id/enable", s.handle(s.enableEndpoint))
-	v1.POST("/endpoints/:id/disable", s.handle(s.disableEndpoint))
-	v1.GET("/endpoints/:id/deliveries", s.handle(s.listEndpointDeliveries))
+	v1.POST("/jobs", write, s.handle(s.createJob))
+	v1.GET("/jobs", read, s.handle(s.listJobs))
+	v1.GET("/jobs/:id", read, s.handle(s.getJob))
+	v1.POST("/jobs/:id/trigger", write, s.handle(s.triggerJob))
+	v1.POST("/jobs/:id/pause", write, s.handle(s.pauseJob))
+	v1.POST("/jobs/:id/resume", write, s.handle(s.resumeJob))
+	v1.POST("/jobs/:id/archive", write, s.handle(s.archiveJob))
+	v1.DELETE("/jobs/:id", write, s.handle(s.cancelJob))
+	v1.PATCH("/jobs/:id", write, s.handle(s.patchJob))
+	v1.POST("/schedules/preview", read, s.handle(s.previewSchedule))
+	v1.GET("/jobs/:id/occurrences", read, s.handle(s.listJobOccurrences))
 
-	v1.POST("/events", s.handle(s.publishEvent))
-	v1.GET("/events/:id", s.handle(s.getEvent))
+	v1.GET("/occurrences/:id", read, s.handle(s.getOccurrence))
+	v1.POST("/occurrences/:id/complete", write, s.handle(s.completeOccurrence))
+	v1.POST("/occurrences/:id/skip", write, s.handle(s.skipOccurrence))
 
-	v1.GET("/deliveries", s.handle(s.listDeliveries))
-	v1.POST("/deliveries/replay", s.handle(s.replayDeliveries))
-	v1.GET("/deliveries/:id", s.handle(s.getDelivery))
-	v1.POST("/deliveries/:id/retry", s.handle(s.retryDelivery))
-	v1.POST("/deliveries/:id/cancel", s.handle(s.cancelDelivery))
+	v1.POST("/endpoints", write, s.handle(s.createEndpoint))
+	v1.GET("/endpoints", read, s.handle(s.listEndpoints))
+	v1.GET("/endpoints/:id", read, s.handle(s.getEndpoint))
+	v1.POST("/endpoints/:id/enable", write, s.handle(s.enableEndpoint))
+	v1.POST("/endpoints/:id/disable", write, s.handle(s.disableEndpoint))
+	v1.GET("/endpoints/:id/deliveries", read, s.handle(s.listEndpointDeliveries))
+
+	v1.POST("/events", write, s.handle(s.publishEvent))
+	v1.GET("/events/:id", read, s.handle(s.getEvent))
+
+	v1.GET("/deliveries", read, s.handle(s.listDeliveries))
+	v1.POST("/deliveries/replay", write, s.handle(s.replayDeliveries))
+	v1.GET("/deliveries/:id", read, s.handle(s.getDelivery))
+	v1.POST("/deliveries/:id/retry", write, s.handle(s.retryDelivery))
+	v1.POST("/deliveries/:id/cancel", write, s.handle(s.cancelDelivery))
 	s.engine = e
 	return s
 }
@@ -294,17 +303,23 @@ type BootstrapHook struct {
 	Cluster Cluster
 	Now     func() time.Time
 	Logger  *slog.Logger
+	// RootToken becomes the first admin token when the cluster has none
+	// (CHIME_ROOT_TOKEN). Empty: one is generated and logged, this once.
+	RootToken string
 }
 
 // EstablishLeadership applies the bootstrap command unless the state already
 // has what it creates.
 func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
-	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err == nil {
-		return nil
-	}
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
+	}
+	if err := h.rootToken(ctx, now()); err != nil {
+		return err
+	}
+	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err == nil {
+		return nil
 	}
 	cmd, err := fsm.Encode(fsm.CmdBootstrap, fsm.Bootstrap{At: fsm.MillisOf(now())})
 	if err != nil {
@@ -323,3 +338,41 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 
 // RevokeLeadership has nothing to stop.
 func (h *BootstrapHook) RevokeLeadership() {}
+
+// rootToken installs the first admin token if the cluster has never had a
+// token. Revoked tokens are kept (expired), so this happens once per cluster:
+// revoking the root token does not bring it back on the next leader.
+func (h *BootstrapHook) rootToken(ctx context.Context, now time.Time) error {
+	if h.Cluster.FSM().State().Count(fsm.TableTokens) > 0 {
+		return nil
+	}
+	secret, generated := h.RootToken, false
+	if secret == "" {
+		var err error
+		if secret, err = NewToken(); err != nil {
+			return err
+		}
+		generated = true
+	}
+	tok := &fsm.Token{ID: fsm.NewID("tok", now), Name: "root", Hash: HashToken(secret), Prefix: displayPrefix(secret),
+		Scopes: []string{ScopeAdmin}, CreatedAt: fsm.MillisOf(now)}
+	cmd, err := fsm.PutCommand(fsm.TableTokens, tok, fsm.PutOptions{IfAbsent: true})
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if _, err := h.Cluster.Apply(actx, cmd); err != nil {
+		return fmt.Errorf("install root token: %w", err)
+	}
+	if h.Logger != nil {
+		if generated {
+			// The one and only time this secret is shown; only its hash is stored.
+			h.Logger.Warn("root API token generated: keep it, it is not shown again (set CHIME_ROOT_TOKEN to choose it)",
+				"token", secret, "token_id", tok.ID)
+		} else {
+			h.Logger.Info("root API token installed from CHIME_ROOT_TOKEN", "token_id", tok.ID)
+		}
+	}
+	return nil
+}

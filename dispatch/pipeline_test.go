@@ -81,6 +81,9 @@ func (r *receiver) on(path string) []received {
 
 func (r *receiver) url(path string) string { return r.srv.URL + path }
 
+// rootToken is the test cluster's admin token (CHIME_ROOT_TOKEN).
+const rootToken = "chime_pipeline-test-root-token"
+
 type node struct {
 	c    *cluster.Cluster
 	http *httptest.Server
@@ -122,7 +125,7 @@ func startNode(t *testing.T, targets dispatch.TargetPolicy) *node {
 	reassigner := dispatch.NewReassigner(c, nil, logger)
 	d := dispatch.NewDispatcher(c, dispatch.DispatcherConfig{Workers: 8, Logger: logger,
 		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/test"})})
-	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger}, reassigner, poller); err != nil {
+	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: rootToken}, reassigner, poller); err != nil {
 		t.Fatal(err)
 	}
 	d.Start()
@@ -165,6 +168,7 @@ func (n *node) call(t *testing.T, method, path string, body any, want int) map[s
 	}
 	req, _ := http.NewRequest(method, n.http.URL+path, rd)
 	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+rootToken)
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

@@ -219,6 +219,10 @@ func TestKillLeaderUnderWrites(t *testing.T) {
 	for _, a := range anomalies {
 		t.Errorf("anomaly: %s", a)
 	}
+	if n := failures["401 unauthorized"]; n > 0 {
+		// A node that has not caught up cannot know the token yet: 503.
+		t.Errorf("%d writes answered 401 during the failover (want 503 not_ready)", n)
+	}
 	if n := failures["500 internal"]; n > 0 {
 		// A follower forwarding to a dead leader must answer 503 with
 		// Retry-After (cluster.ErrLeaderUnreachable), never 500.

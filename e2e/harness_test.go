@@ -252,8 +252,11 @@ func (p *proc) start() {
 
 // agentEnv is the test's environment without CHIME_* settings, so nothing
 // but the flags configures the agents.
+// rootToken is every test cluster's admin token, given as CHIME_ROOT_TOKEN.
+const rootToken = "chime_e2e-root-token-0123456789"
+
 func agentEnv() []string {
-	var env []string
+	env := []string{"CHIME_ROOT_TOKEN=" + rootToken}
 	for _, kv := range os.Environ() {
 		if !strings.HasPrefix(kv, "CHIME_") {
 			env = append(env, kv)
@@ -649,6 +652,7 @@ func (p *proc) do(ctx context.Context, method, path string, in, out any) (int, [
 	if in != nil {
 		req.Header.Set("Content-Type", "application/json")
 	}
+	req.Header.Set("Authorization", "Bearer "+rootToken)
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -23,4 +23,5 @@ for i in 1 2 3; do
   pids+=($!)
 done
 echo "cluster starting: http://127.0.0.1:8710 http://127.0.0.1:8720 http://127.0.0.1:8730 (Ctrl-C stops it)"
+echo "API token: the first start logs 'root API token generated' with token=...; set CHIME_ROOT_TOKEN to choose it"
 wait

@@ -42,6 +42,7 @@ type agentFlags struct {
 	allowedTargetCIDRs                listFlag
 	defaultTimezone                   string
 	debugAddr                         string
+	rootToken                         string
 }
 
 func agentFlagSet(f *agentFlags) *flag.FlagSet {
@@ -72,6 +73,7 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.BoolVar(&f.allowPrivateTargets, "allow-private-targets", false, "let deliveries reach loopback, private and other special-purpose addresses (development only)")
 	fs.Var(&f.allowedTargetCIDRs, "allowed-target-cidrs", "address ranges deliveries may reach although they are private, comma-separated (10.20.0.0/16,fd00::/8)")
 	fs.StringVar(&f.defaultTimezone, "default-timezone", "UTC", "IANA time zone of schedules that name none")
+	fs.StringVar(&f.rootToken, "root-token", "", "the first admin API token when the cluster is created (prefer CHIME_ROOT_TOKEN: flags show in ps); default: generated and logged once")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off by default; bind it to loopback)")
 	return fs
 }
@@ -143,6 +145,9 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		}
 		targets.Allowed = append(targets.Allowed, p.Masked())
 	}
+	if f.rootToken != "" && len(f.rootToken) < api.MinTokenLen {
+		return fmt.Errorf("CHIME_ROOT_TOKEN / --root-token: use at least %d characters", api.MinTokenLen)
+	}
 	schedCfg := scheduler.Config{DefaultTimezone: f.defaultTimezone, MinIntervalSeconds: 1}
 	if err := schedCfg.Validate(); err != nil {
 		return fmt.Errorf("--default-timezone %q: %w", f.defaultTimezone, err)
@@ -203,7 +208,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	})
 	// Hooks run in order on establish and in reverse on revoke: the
 	// default project first, then the reassigner and the poller.
-	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger}, reassigner, poller); err != nil {
+	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: f.rootToken}, reassigner, poller); err != nil {
 		httpLn.Close()
 		_ = c.Shutdown(context.Background())
 		return err
