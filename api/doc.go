@@ -26,8 +26,14 @@
 //     conflict, at most maxConflictRetries times: the poller and the
 //     dispatchers change the same records concurrently, and a blind write
 //     would undo their work.
-//   - Secrets are shown once: an endpoint's in the response that creates it,
-//     never in a read.
+//   - Secrets are shown once: an endpoint's or a token's in the response that
+//     creates it, never in a read. Tokens are stored as SHA-256 hashes.
+//   - Authentication (auth.go): a bearer token with a scope per route (read,
+//     write, admin), checked against the local state, so a revocation holds
+//     on every node once replicated. A project-bound token's other projects
+//     are 404s. A node that is not caught up answers an unknown token with
+//     503, not 401: it may simply not have it yet. Health, readiness, cluster
+//     status and the OpenAPI document are open.
 //   - Bulk operator actions (replay, release) are chunked into commands of at
 //     most 500 actions, so one request never becomes a Raft entry that stalls
 //     every other write.
