@@ -101,45 +101,62 @@ func validateSubscriptions(field string, patterns []string) ([]string, error) {
 // buildEndpoint validates a create request and returns the record to store,
 // with a fresh secret.
 func buildEndpoint(req *endpointRequest, project string, now time.Time) (*fsm.Endpoint, error) {
-	if err := validateURL("url", req.URL); err != nil {
-		return nil, err
-	}
-	if err := validateDescription("description", req.Description); err != nil {
-		return nil, err
-	}
-	types, err := validateSubscriptions("eventTypes", req.EventTypes)
-	if err != nil {
-		return nil, err
-	}
-	method, err := normalizeMethod("method", req.Method)
-	if err != nil {
-		return nil, err
-	}
-	if err := validateHeaders("headers", req.Headers); err != nil {
-		return nil, err
-	}
-	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
-	if err != nil {
-		return nil, err
-	}
-	retry, err := retryIn("retryPolicy", req.RetryPolicy, dispatch.EndpointDefaultPolicy())
-	if err != nil {
+	at := fsm.MillisOf(now)
+	ep := &fsm.Endpoint{ID: fsm.NewID("ep", now), Project: project, CreatedAt: at, UpdatedAt: at}
+	if err := setEndpoint(ep, req); err != nil {
 		return nil, err
 	}
 	secret, err := dispatch.NewSecret()
 	if err != nil {
 		return nil, err
 	}
-	at := fsm.MillisOf(now)
-	ep := &fsm.Endpoint{
-		ID: fsm.NewID("ep", now), Project: project, URL: req.URL, Description: req.Description, Method: method,
-		Headers: req.Headers, TimeoutMs: tmo, Secret: secret, Retry: retry, EventTypes: types,
-		Enabled: req.Enabled == nil || *req.Enabled, CreatedAt: at, UpdatedAt: at,
+	ep.Secret = secret
+	return ep, nil
+}
+
+// setEndpoint validates the request's fields and sets them on ep. enabled
+// absent keeps ep as it is (on for a new endpoint).
+func setEndpoint(ep *fsm.Endpoint, req *endpointRequest) error {
+	if err := validateURL("url", req.URL); err != nil {
+		return err
 	}
-	if !ep.Enabled {
+	if err := validateDescription("description", req.Description); err != nil {
+		return err
+	}
+	types, err := validateSubscriptions("eventTypes", req.EventTypes)
+	if err != nil {
+		return err
+	}
+	method, err := normalizeMethod("method", req.Method)
+	if err != nil {
+		return err
+	}
+	if err := validateHeaders("headers", req.Headers); err != nil {
+		return err
+	}
+	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
+	if err != nil {
+		return err
+	}
+	retry, err := retryIn("retryPolicy", req.RetryPolicy, dispatch.EndpointDefaultPolicy())
+	if err != nil {
+		return err
+	}
+	ep.URL, ep.Description, ep.EventTypes, ep.Method, ep.Headers = req.URL, req.Description, types, method, req.Headers
+	ep.TimeoutMs, ep.Retry = tmo, retry
+	switch {
+	case req.Enabled == nil && ep.CreateIndex == 0:
+		ep.Enabled = true
+	case req.Enabled != nil && *req.Enabled != ep.Enabled:
+		ep.Enabled, ep.DisabledReason = *req.Enabled, ""
+		if !ep.Enabled {
+			ep.DisabledReason = disabledByAPI
+		}
+	}
+	if !ep.Enabled && ep.DisabledReason == "" {
 		ep.DisabledReason = disabledByAPI
 	}
-	return ep, nil
+	return nil
 }
 
 func (s *Server) createEndpoint(c *gin.Context) error {

@@ -1,0 +1,123 @@
+package api
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/chime-sched/chime/dispatch"
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
+)
+
+// MaxRotationGraceSeconds bounds how long an old endpoint secret keeps
+// signing after a rotation (7 days).
+const MaxRotationGraceSeconds = 7 * 24 * 3600
+
+// changeEndpoint applies change to the endpoint of the path (CAS, retried on
+// a conflict with the FSM's health counter) and returns it after.
+func (s *Server) changeEndpoint(c *gin.Context, change func(ep *fsm.Endpoint, now time.Time) error) (*fsm.Endpoint, error) {
+	project, err := s.project(c)
+	if err != nil {
+		return nil, err
+	}
+	id := c.Param("id")
+	var out fsm.Endpoint
+	err = retryOnConflict(func() error {
+		cur, err := inProject(s.cfg.Cluster.FSM().State().Endpoint, endpointProject, "endpoint", id, project)
+		if err != nil {
+			return err
+		}
+		ep := *cur
+		now := s.cfg.Now()
+		if err := change(&ep, now); err != nil {
+			return err
+		}
+		ep.UpdatedAt = fsm.MillisOf(now)
+		out = ep
+		cmd, err := fsm.PutCommand(fsm.TableEndpoints, &ep, fsm.PutOptions{IfIndex: cur.ModifyIndex})
+		return s.apply(c, cmd, err)
+	})
+	return &out, err
+}
+
+// patchEndpoint is PATCH /v1/endpoints/{id}: the fields given replace the
+// stored ones, with the rules of creation. The secret changes only through
+// rotate-secret; enabling here does not release held deliveries (use
+// enable?releaseHeld=true).
+func (s *Server) patchEndpoint(c *gin.Context) error {
+	var patch map[string]json.RawMessage
+	if err := s.decodeJSON(c, &patch); err != nil {
+		return err
+	}
+	if len(patch) == 0 {
+		return badRequest("", "give at least one field to change")
+	}
+	body, err := json.Marshal(patch)
+	if err != nil {
+		return err
+	}
+	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, _ time.Time) error {
+		rp := retryOut(ep.Retry)
+		req := endpointRequest{URL: ep.URL, Description: ep.Description, EventTypes: ep.EventTypes, Method: ep.Method,
+			Headers: ep.Headers, TimeoutSeconds: float64(ep.TimeoutMs) / 1000, RetryPolicy: &rp}
+		dec := json.NewDecoder(bytes.NewReader(body))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&req); err != nil {
+			return jsonError(err)
+		}
+		return setEndpoint(ep, &req)
+	})
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, endpointOut(ep))
+	return nil
+}
+
+type rotateRequest struct {
+	GraceSeconds int64 `json:"graceSeconds"`
+}
+
+type rotatedJSON struct {
+	endpointJSON
+	Secret string `json:"secret"`
+	// PreviousSecretExpiresAt is when the old secret stops signing; null when
+	// it stopped at once (graceSeconds 0, as in 001).
+	PreviousSecretExpiresAt *time.Time `json:"previousSecretExpiresAt"`
+}
+
+// rotateSecret is POST /v1/endpoints/{id}/rotate-secret {"graceSeconds"}:
+// a new secret, shown in this answer only. During the grace period both
+// secrets sign webhook-signature; X-Webhook-Signature uses the new one.
+func (s *Server) rotateSecret(c *gin.Context) error {
+	var req rotateRequest
+	if c.Request.ContentLength != 0 {
+		if err := s.decodeJSON(c, &req); err != nil {
+			return err
+		}
+	}
+	if req.GraceSeconds < 0 || req.GraceSeconds > MaxRotationGraceSeconds {
+		return badRequest("graceSeconds", fmt.Sprintf("graceSeconds must be from 0 to %d", MaxRotationGraceSeconds))
+	}
+	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, now time.Time) error {
+		secret, err := dispatch.NewSecret()
+		if err != nil {
+			return err
+		}
+		ep.PreviousSecret, ep.PreviousSecretUntil = "", 0
+		if req.GraceSeconds > 0 {
+			ep.PreviousSecret = ep.Secret
+			ep.PreviousSecretUntil = fsm.MillisOf(now.Add(time.Duration(req.GraceSeconds) * time.Second))
+		}
+		ep.Secret = secret
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, rotatedJSON{endpointJSON: endpointOut(ep), Secret: ep.Secret, PreviousSecretExpiresAt: timePtr(ep.PreviousSecretUntil)})
+	return nil
+}
