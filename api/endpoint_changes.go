@@ -121,3 +121,71 @@ func (s *Server) rotateSecret(c *gin.Context) error {
 	c.JSON(http.StatusOK, rotatedJSON{endpointJSON: endpointOut(ep), Secret: ep.Secret, PreviousSecretExpiresAt: timePtr(ep.PreviousSecretUntil)})
 	return nil
 }
+
+// deleteEndpoint is DELETE /v1/endpoints/{id}: the endpoint and its delivery
+// history go (001). The endpoint is deleted first, so no new delivery is
+// planned for it; then its unfinished deliveries are cancelled (so their
+// occurrences can complete) and every delivery and attempt of it is deleted,
+// in commands of at most 500 items. If the node stops half-way, what is left
+// is history of a deleted endpoint: it fails as "target gone" if it was
+// still due, and retention removes it.
+func (s *Server) deleteEndpoint(c *gin.Context) error {
+	project, err := s.project(c)
+	if err != nil {
+		return err
+	}
+	id := c.Param("id")
+	cur, err := inProject(s.cfg.Cluster.FSM().State().Endpoint, endpointProject, "endpoint", id, project)
+	if err != nil {
+		return err
+	}
+	cmd, err := fsm.DeleteCommand(fsm.TableEndpoints, id, 0)
+	if err := s.apply(c, cmd, err); err != nil {
+		return err
+	}
+	f := fsm.DeliveryFilter{Project: cur.Project, EndpointID: id}
+	removed := 0
+	for {
+		st := s.cfg.Cluster.FSM().State()
+		ds, _ := st.DeliveriesMatching(f, "", maxActionsPerCommand)
+		if len(ds) == 0 {
+			break
+		}
+		var cancel []fsm.DeliveryAction
+		var dels [][]byte
+		for _, d := range ds {
+			if !d.Terminal() {
+				cancel = append(cancel, fsm.DeliveryAction{DeliveryID: d.ID, Action: fsm.ActionCancel})
+			}
+			for _, a := range st.Attempts(d.ID) {
+				c, err := fsm.DeleteCommand(fsm.TableAttempts, fsm.AttemptID(a.DeliveryID, a.Number), 0)
+				if err != nil {
+					return err
+				}
+				dels = append(dels, c)
+			}
+			c, err := fsm.DeleteCommand(fsm.TableDeliveries, d.ID, 0)
+			if err != nil {
+				return err
+			}
+			dels = append(dels, c)
+		}
+		if len(cancel) > 0 {
+			cmd, err := fsm.DeliveryControlCommand(fsm.DeliveryControl{At: fsm.MillisOf(s.cfg.Now()), Actions: cancel})
+			if err := s.apply(c, cmd, err); err != nil {
+				return err
+			}
+		}
+		for len(dels) > 0 {
+			n := min(len(dels), maxActionsPerCommand)
+			cmd, err := fsm.BatchCommand(dels[:n]...)
+			if err := s.apply(c, cmd, err); err != nil {
+				return err
+			}
+			dels = dels[n:]
+		}
+		removed += len(ds)
+	}
+	c.JSON(http.StatusOK, gin.H{"id": id, "deleted": true, "deliveriesRemoved": removed})
+	return nil
+}

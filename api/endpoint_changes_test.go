@@ -57,3 +57,41 @@ func TestPatchEndpointAndRotateSecret(t *testing.T) {
 	want(t, do(t, srv, "POST", path+"/rotate-secret", `{"graceSeconds":604801}`), 400)
 	want(t, do(t, srv, "POST", "/v1/endpoints/nope/rotate-secret", ""), 404)
 }
+
+func TestDeleteEndpointRemovesItsHistory(t *testing.T) {
+	srv, c := newNode(t)
+	ep := str(t, want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://a.example.com/h","eventTypes":["report.*"]}`), 201).body, "id")
+	keep := str(t, want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://b.example.com/h","eventTypes":["report.*"]}`), 201).body, "id")
+	job := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"delaySeconds":3600,"eventType":"report.ready"}`), 201).body, "id")
+	occ := want(t, do(t, srv, "POST", "/v1/jobs/"+job+"/trigger", ""), 201)
+	occID := str(t, occ.body, "id")
+	st := c.FSM().State()
+	var gone, kept string
+	for _, d := range st.DeliveriesByOccurrence(occID) {
+		if d.EndpointID == ep {
+			gone = d.ID
+		} else {
+			kept = d.ID
+		}
+	}
+	if gone == "" || kept == "" {
+		t.Fatalf("trigger made no delivery to each endpoint: %s", occ.raw)
+	}
+	r := want(t, do(t, srv, "DELETE", "/v1/endpoints/"+ep, ""), 200)
+	if r.body["deliveriesRemoved"] != float64(1) {
+		t.Fatalf("delete: %s", r.raw)
+	}
+	st = c.FSM().State()
+	if _, err := st.Endpoint(ep); err == nil {
+		t.Fatal("endpoint still there")
+	}
+	if _, err := st.Delivery(gone); err == nil {
+		t.Fatal("its delivery is still there")
+	}
+	if _, err := st.Delivery(kept); err != nil {
+		t.Fatal("another endpoint's delivery was removed")
+	}
+	want(t, do(t, srv, "GET", "/v1/endpoints/"+ep, ""), 404)
+	want(t, do(t, srv, "GET", "/v1/endpoints/"+keep, ""), 200)
+	want(t, do(t, srv, "DELETE", "/v1/endpoints/"+ep, ""), 404)
+}

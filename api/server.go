@@ -134,6 +134,7 @@ func New(cfg Config) *Server {
 	v1.POST("/endpoints/:id/enable", write, s.handle(s.enableEndpoint))
 	v1.POST("/endpoints/:id/disable", write, s.handle(s.disableEndpoint))
 	v1.PATCH("/endpoints/:id", write, s.handle(s.patchEndpoint))
+	v1.DELETE("/endpoints/:id", write, s.handle(s.deleteEndpoint))
 	v1.POST("/endpoints/:id/rotate-secret", write, s.handle(s.rotateSecret))
 	v1.GET("/endpoints/:id/deliveries", read, s.handle(s.listEndpointDeliveries))
 
