@@ -127,14 +127,7 @@ func setEndpoint(ep *fsm.Endpoint, req *endpointRequest) error {
 	if err != nil {
 		return err
 	}
-	method, err := normalizeMethod("method", req.Method)
-	if err != nil {
-		return err
-	}
-	if err := validateHeaders("headers", req.Headers); err != nil {
-		return err
-	}
-	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
+	method, tmo, err := callShape(req.Method, req.Headers, req.TimeoutSeconds)
 	if err != nil {
 		return err
 	}

@@ -158,11 +158,8 @@ func (s *Server) setTarget(j *fsm.Job, req *jobRequest) error {
 			return err
 		}
 	}
-	method, err := normalizeMethod("method", req.Method)
+	method, tmo, err := callShape(req.Method, req.Headers, req.TimeoutSeconds)
 	if err != nil {
-		return err
-	}
-	if err := validateHeaders("headers", req.Headers); err != nil {
 		return err
 	}
 	if err := s.validateData("payload", req.Payload); err != nil {
@@ -176,10 +173,6 @@ func (s *Server) setTarget(j *fsm.Job, req *jobRequest) error {
 		def.MaxAttempts = req.MaxRetries
 	}
 	retry, err := retryIn("retryPolicy", req.RetryPolicy, def)
-	if err != nil {
-		return err
-	}
-	tmo, err := timeoutMs("timeoutSeconds", req.TimeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
 	if err != nil {
 		return err
 	}

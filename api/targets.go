@@ -175,3 +175,20 @@ func timeoutMs(field string, seconds float64, def int64) (int64, error) {
 	}
 	return int64(seconds * 1000), nil
 }
+
+// callShape validates what every target shares (its HTTP method, headers
+// and attempt timeout) and returns the method and timeout to store.
+func callShape(method string, headers map[string]string, timeoutSeconds float64) (string, int64, error) {
+	m, err := normalizeMethod("method", method)
+	if err != nil {
+		return "", 0, err
+	}
+	if err := validateHeaders("headers", headers); err != nil {
+		return "", 0, err
+	}
+	tmo, err := timeoutMs("timeoutSeconds", timeoutSeconds, dispatch.DefaultTimeout.Milliseconds())
+	if err != nil {
+		return "", 0, err
+	}
+	return m, tmo, nil
+}
