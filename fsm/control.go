@@ -62,11 +62,7 @@ func OccurrenceControlCommand(c OccurrenceControl) ([]byte, error) {
 }
 
 func (a *applier) deliveryControl(c *DeliveryControl) []*Result {
-	out := make([]*Result, len(c.Actions))
-	for i := range c.Actions {
-		out[i] = &Result{Index: a.index, Err: errOf(a.deliveryAction(c.At, &c.Actions[i]))}
-	}
-	return out
+	return eachItem(a, c.Actions, func(act *DeliveryAction) *Error { return a.deliveryAction(c.At, act) })
 }
 
 func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
@@ -109,11 +105,7 @@ func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
 }
 
 func (a *applier) occurrenceControl(c *OccurrenceControl) []*Result {
-	out := make([]*Result, len(c.IDs))
-	for i, id := range c.IDs {
-		out[i] = &Result{Index: a.index, Err: errOf(a.occurrenceAction(c, id))}
-	}
-	return out
+	return eachItem(a, c.IDs, func(id *string) *Error { return a.occurrenceAction(c, *id) })
 }
 
 func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {

@@ -106,16 +106,20 @@ type Prune struct {
 
 func (a *applier) state() *State { return &State{txn: a.txn} }
 
-// fire applies a Fire; one result per job, then one per event.
-func (a *applier) fire(f *Fire) []*Result {
-	out := make([]*Result, 0, len(f.Jobs)+len(f.Events))
-	for i := range f.Jobs {
-		out = append(out, &Result{Index: a.index, Err: errOf(a.jobFire(f.At, &f.Jobs[i]))})
-	}
-	for i := range f.Events {
-		out = append(out, &Result{Index: a.index, Err: errOf(a.eventFire(f.At, &f.Events[i]))})
+// eachItem applies one item at a time and gives each its own result, so one
+// stale or bad item never blocks the rest of a command.
+func eachItem[T any](a *applier, items []T, apply func(*T) *Error) []*Result {
+	out := make([]*Result, len(items))
+	for i := range items {
+		out[i] = &Result{Index: a.index, Err: errOf(apply(&items[i]))}
 	}
 	return out
+}
+
+// fire applies a Fire; one result per job, then one per event.
+func (a *applier) fire(f *Fire) []*Result {
+	jobs := eachItem(a, f.Jobs, func(jf *JobFire) *Error { return a.jobFire(f.At, jf) })
+	return append(jobs, eachItem(a, f.Events, func(ef *EventFire) *Error { return a.eventFire(f.At, ef) })...)
 }
 
 func (a *applier) jobFire(at Millis, jf *JobFire) *Error {
@@ -231,11 +235,7 @@ func (a *applier) insertDeliveries(ds []Delivery) {
 
 // deliveryResults applies a batch of attempt outcomes.
 func (a *applier) deliveryResults(b *DeliveryResults) []*Result {
-	out := make([]*Result, len(b.Results))
-	for i := range b.Results {
-		out[i] = &Result{Index: a.index, Err: errOf(a.deliveryResult(b.At, &b.Results[i]))}
-	}
-	return out
+	return eachItem(a, b.Results, func(r *DeliveryResult) *Error { return a.deliveryResult(b.At, r) })
 }
 
 func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
@@ -372,11 +372,7 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 
 // assign applies reassignments; the new fence is the command's Raft index.
 func (a *applier) assign(b *Assign) []*Result {
-	out := make([]*Result, len(b.Assignments))
-	for i := range b.Assignments {
-		out[i] = &Result{Index: a.index, Err: errOf(a.assignOne(b.At, &b.Assignments[i]))}
-	}
-	return out
+	return eachItem(a, b.Assignments, func(as *Assignment) *Error { return a.assignOne(b.At, as) })
 }
 
 func (a *applier) assignOne(at Millis, as *Assignment) *Error {
