@@ -69,9 +69,20 @@ func unauthorized(msg string) error {
 
 // auth is the middleware of every protected route: a valid, unexpired token
 // with at least the scope need.
-func (s *Server) auth(need string) gin.HandlerFunc {
+func (s *Server) auth(need string) gin.HandlerFunc { return s.authorize(need, false) }
+
+// authClusterWide is auth for calls that reach beyond any one project
+// (cluster operations, snapshots, creating and deleting projects): a token
+// restricted to a project may not make them, whatever its scope.
+func (s *Server) authClusterWide(need string) gin.HandlerFunc { return s.authorize(need, true) }
+
+func (s *Server) authorize(need string, clusterWide bool) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		tok, err := s.authenticate(c, need)
+		if err == nil && clusterWide && tok.Project != "" {
+			err = &Error{Status: http.StatusForbidden, Code: "forbidden",
+				Message: fmt.Sprintf("a token restricted to project %q cannot make cluster-wide calls", tok.Project)}
+		}
 		if err != nil {
 			if e, ok := err.(*Error); ok && e.Status == http.StatusUnauthorized {
 				c.Header("WWW-Authenticate", `Bearer realm="chime"`)
@@ -186,6 +197,12 @@ func (s *Server) createToken(c *gin.Context) error {
 		}
 	}
 	scopes := slices.Compact(slices.Sorted(slices.Values(req.Scopes)))
+	// Before the existence check, so that a bound token learns nothing of
+	// other projects from the answer.
+	if by := caller(c); by != nil && by.Project != "" && by.Project != req.Project {
+		return &Error{Status: http.StatusForbidden, Code: "forbidden",
+			Message: fmt.Sprintf("a token restricted to project %q can only create tokens for it", by.Project)}
+	}
 	if req.Project != "" {
 		if _, err := s.cfg.Cluster.FSM().State().Project(req.Project); err != nil {
 			return badRequest("project", fmt.Sprintf("project %q does not exist", req.Project))
@@ -201,10 +218,6 @@ func (s *Server) createToken(c *gin.Context) error {
 			return badRequest("expiresAt", "expiresAt must be in the future")
 		}
 		exp = fsm.MillisOf(t)
-	}
-	if by := caller(c); by != nil && by.Project != "" && by.Project != req.Project {
-		return &Error{Status: http.StatusForbidden, Code: "forbidden",
-			Message: fmt.Sprintf("a token restricted to project %q can only create tokens for it", by.Project)}
 	}
 	secret, err := NewToken()
 	if err != nil {

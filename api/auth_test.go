@@ -83,6 +83,15 @@ func TestAuthScopesProjectsAndRevocation(t *testing.T) {
 		t.Fatalf("bound token sees projects %v", ps)
 	}
 	want(t, as(t, u, bound, "GET", "/v1/projects/default", ""), 404)
+	// Even with admin scope, a project-bound token makes no cluster-wide call
+	// and learns nothing of other projects.
+	_, boundAdmin := mk(`{"name":"billing-admin","scopes":["admin"],"project":"billing"}`)
+	want(t, as(t, u, boundAdmin, "GET", "/v1/cluster/snapshot", ""), 403)
+	want(t, as(t, u, boundAdmin, "DELETE", "/v1/projects/default", ""), 403)
+	want(t, as(t, u, boundAdmin, "POST", "/v1/projects", `{"name":"x"}`), 403)
+	want(t, as(t, u, boundAdmin, "POST", "/v1/tokens", `{"name":"x","scopes":["read"],"project":"nope"}`), 403)
+	want(t, as(t, u, boundAdmin, "POST", "/v1/tokens", `{"name":"x","scopes":["read"],"project":"default"}`), 403)
+	want(t, as(t, u, boundAdmin, "POST", "/v1/tokens", `{"name":"x","scopes":["read"],"project":"billing"}`), 201)
 
 	// Expiry and revocation.
 	want(t, as(t, u, shortLived, "GET", "/v1/jobs", ""), 200)

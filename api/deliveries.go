@@ -190,11 +190,10 @@ func (s *Server) requeueAction(st *fsm.State, d *fsm.Delivery, action string, no
 // controlOne applies one delivery action built from fresh state and answers
 // with the delivery after it.
 func (s *Server) controlOne(c *gin.Context, build func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction) error {
-	_, d, err := s.loadDelivery(c)
+	st, d, err := s.loadDelivery(c)
 	if err != nil {
 		return err
 	}
-	st := s.cfg.Cluster.FSM().State()
 	now := s.cfg.Now()
 	cmd, err := fsm.DeliveryControlCommand(fsm.DeliveryControl{At: fsm.MillisOf(now), Actions: []fsm.DeliveryAction{build(st, d, now)}})
 	if err := s.applyOne(c, cmd, err); err != nil {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
+	"slices"
 	"net/http"
 	"time"
 
@@ -17,8 +19,11 @@ import (
 const MaxRotationGraceSeconds = 7 * 24 * 3600
 
 // changeEndpoint applies change to the endpoint of the path (CAS, retried on
-// a conflict with the FSM's health counter) and returns it after.
-func (s *Server) changeEndpoint(c *gin.Context, change func(ep *fsm.Endpoint, now time.Time) error) (*fsm.Endpoint, error) {
+// a conflict: the state machine changes endpoints too, with the failure
+// counter and auto-deactivation, and a blind Put would undo that) and
+// returns it after. change returns false when the endpoint is already as
+// asked: nothing is written.
+func (s *Server) changeEndpoint(c *gin.Context, change func(ep *fsm.Endpoint, now time.Time) (bool, error)) (*fsm.Endpoint, error) {
 	project, err := s.project(c)
 	if err != nil {
 		return nil, err
@@ -32,7 +37,8 @@ func (s *Server) changeEndpoint(c *gin.Context, change func(ep *fsm.Endpoint, no
 		}
 		ep := *cur
 		now := s.cfg.Now()
-		if err := change(&ep, now); err != nil {
+		out = ep
+		if write, err := change(&ep, now); err != nil || !write {
 			return err
 		}
 		ep.UpdatedAt = fsm.MillisOf(now)
@@ -59,16 +65,22 @@ func (s *Server) patchEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, _ time.Time) error {
+	_, newHeaders := patch["headers"]
+	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, _ time.Time) (bool, error) {
+		// Copies: decoding into the stored map or slice would change the
+		// record in place, outside Raft, even for a patch that is refused.
 		rp := retryOut(ep.Retry)
-		req := endpointRequest{URL: ep.URL, Description: ep.Description, EventTypes: ep.EventTypes, Method: ep.Method,
-			Headers: ep.Headers, TimeoutSeconds: float64(ep.TimeoutMs) / 1000, RetryPolicy: &rp}
+		req := endpointRequest{URL: ep.URL, Description: ep.Description, EventTypes: slices.Clone(ep.EventTypes),
+			Method: ep.Method, Headers: maps.Clone(ep.Headers), TimeoutSeconds: float64(ep.TimeoutMs) / 1000, RetryPolicy: &rp}
+		if newHeaders {
+			req.Headers = nil // given headers replace the stored ones; decoding into a map would merge
+		}
 		dec := json.NewDecoder(bytes.NewReader(body))
 		dec.DisallowUnknownFields()
 		if err := dec.Decode(&req); err != nil {
-			return jsonError(err)
+			return false, jsonError(err)
 		}
-		return setEndpoint(ep, &req)
+		return true, setEndpoint(ep, &req)
 	})
 	if err != nil {
 		return err
@@ -102,10 +114,10 @@ func (s *Server) rotateSecret(c *gin.Context) error {
 	if req.GraceSeconds < 0 || req.GraceSeconds > MaxRotationGraceSeconds {
 		return badRequest("graceSeconds", fmt.Sprintf("graceSeconds must be from 0 to %d", MaxRotationGraceSeconds))
 	}
-	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, now time.Time) error {
+	ep, err := s.changeEndpoint(c, func(ep *fsm.Endpoint, now time.Time) (bool, error) {
 		secret, err := dispatch.NewSecret()
 		if err != nil {
-			return err
+			return false, err
 		}
 		ep.PreviousSecret, ep.PreviousSecretUntil = "", 0
 		if req.GraceSeconds > 0 {
@@ -113,7 +125,7 @@ func (s *Server) rotateSecret(c *gin.Context) error {
 			ep.PreviousSecretUntil = fsm.MillisOf(now.Add(time.Duration(req.GraceSeconds) * time.Second))
 		}
 		ep.Secret = secret
-		return nil
+		return true, nil
 	})
 	if err != nil {
 		return err

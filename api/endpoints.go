@@ -102,7 +102,7 @@ func validateSubscriptions(field string, patterns []string) ([]string, error) {
 // with a fresh secret.
 func buildEndpoint(req *endpointRequest, project string, now time.Time) (*fsm.Endpoint, error) {
 	at := fsm.MillisOf(now)
-	ep := &fsm.Endpoint{ID: fsm.NewID("ep", now), Project: project, CreatedAt: at, UpdatedAt: at}
+	ep := &fsm.Endpoint{ID: fsm.NewID("ep", now), Project: project, Enabled: true, CreatedAt: at, UpdatedAt: at}
 	if err := setEndpoint(ep, req); err != nil {
 		return nil, err
 	}
@@ -115,7 +115,7 @@ func buildEndpoint(req *endpointRequest, project string, now time.Time) (*fsm.En
 }
 
 // setEndpoint validates the request's fields and sets them on ep. enabled
-// absent keeps ep as it is (on for a new endpoint).
+// absent keeps ep as it is (a new endpoint starts enabled).
 func setEndpoint(ep *fsm.Endpoint, req *endpointRequest) error {
 	if err := validateURL("url", req.URL); err != nil {
 		return err
@@ -137,17 +137,11 @@ func setEndpoint(ep *fsm.Endpoint, req *endpointRequest) error {
 	}
 	ep.URL, ep.Description, ep.EventTypes, ep.Method, ep.Headers = req.URL, req.Description, types, method, req.Headers
 	ep.TimeoutMs, ep.Retry = tmo, retry
-	switch {
-	case req.Enabled == nil && ep.CreateIndex == 0:
-		ep.Enabled = true
-	case req.Enabled != nil && *req.Enabled != ep.Enabled:
+	if req.Enabled != nil && *req.Enabled != ep.Enabled {
 		ep.Enabled, ep.DisabledReason = *req.Enabled, ""
 		if !ep.Enabled {
 			ep.DisabledReason = disabledByAPI
 		}
-	}
-	if !ep.Enabled && ep.DisabledReason == "" {
-		ep.DisabledReason = disabledByAPI
 	}
 	return nil
 }
@@ -209,36 +203,20 @@ func (s *Server) listEndpointDeliveries(c *gin.Context) error {
 	return s.writeDeliveryPage(c, st, fsm.DeliveryFilter{Project: ep.Project, EndpointID: ep.ID, Status: status})
 }
 
-// setEnabled switches the endpoint of the path on or off with a conditional
-// Put, rebuilt on a conflict: the state machine changes endpoints too (the
-// failure counter, auto-deactivation), and a blind Put would undo that.
-// Enabling keeps consecutiveFailures, as 001 says: only a success resets it.
+// setEnabled switches the endpoint of the path on or off. Enabling keeps
+// consecutiveFailures, as 001 says: only a success resets it; an endpoint
+// already so keeps its reason (an auto-deactivation's, say).
 func (s *Server) setEnabled(c *gin.Context, enabled bool) (*fsm.Endpoint, error) {
-	project, err := s.project(c)
-	if err != nil {
-		return nil, err
-	}
-	id := c.Param("id")
-	err = retryOnConflict(func() error {
-		cur, err := inProject(s.cfg.Cluster.FSM().State().Endpoint, endpointProject, "endpoint", id, project)
-		if err != nil {
-			return err
+	return s.changeEndpoint(c, func(ep *fsm.Endpoint, _ time.Time) (bool, error) {
+		if ep.Enabled == enabled {
+			return false, nil
 		}
-		if cur.Enabled == enabled {
-			return nil // already so; keep an auto-deactivation's reason
-		}
-		ep := *cur
-		ep.Enabled, ep.DisabledReason, ep.UpdatedAt = enabled, "", fsm.MillisOf(s.cfg.Now())
+		ep.Enabled, ep.DisabledReason = enabled, ""
 		if !enabled {
 			ep.DisabledReason = disabledByAPI
 		}
-		cmd, err := fsm.PutCommand(fsm.TableEndpoints, &ep, fsm.PutOptions{IfIndex: cur.ModifyIndex})
-		return s.apply(c, cmd, err)
+		return true, nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s.cfg.Cluster.FSM().State().Endpoint(id)
 }
 
 // enableEndpoint switches the endpoint on; with ?releaseHeld=true it also

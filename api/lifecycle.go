@@ -1,8 +1,10 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"fmt"
+	"maps"
 	"net/http"
 	"reflect"
 	"strings"
@@ -228,9 +230,11 @@ func requestOf(j *fsm.Job) (jobRequest, error) {
 		return jobRequest{}, fmt.Errorf("job %s: stored schedule: %w", j.ID, err)
 	}
 	rp := retryOut(j.Retry)
+	// Copies of the map and the bytes: decoding a patch into the stored ones
+	// would change the record in place, outside Raft, even when refused.
 	return jobRequest{
 		Spec: spec, Name: j.Name, Description: j.Description, CallbackURL: j.CallbackURL, Method: j.Method,
-		Headers: j.Headers, Payload: json.RawMessage(j.Payload), EventType: j.EventType, RetryPolicy: &rp,
+		Headers: maps.Clone(j.Headers), Payload: json.RawMessage(bytes.Clone(j.Payload)), EventType: j.EventType, RetryPolicy: &rp,
 		TimeoutSeconds: float64(j.TimeoutMs) / 1000, IdempotencyKey: j.IdempotencyKey, CorrelationID: j.CorrelationID,
 		SigningSecret: j.SigningSecret, ManualCompletion: j.ManualCompletion,
 	}, nil
@@ -260,8 +264,8 @@ func (s *Server) patchJob(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	_, hasRetry := patch["retryPolicy"]
 	_, hasMax := patch["maxRetries"]
+	_, newHeaders := patch["headers"]
 	return s.changeJob(c, func(j *fsm.Job, now time.Time) (bool, error) {
 		if j.Status == fsm.JobCancelled {
 			return false, errJobState(j, "changed")
@@ -273,8 +277,11 @@ func (s *Server) patchJob(c *gin.Context) error {
 		if newSchedule {
 			req.Spec = scheduler.Spec{}
 		}
-		if hasMax && !hasRetry && req.RetryPolicy != nil {
+		if hasMax && req.RetryPolicy != nil {
 			req.RetryPolicy.MaxAttempts = 0 // maxRetries replaces the stored attempts
+		}
+		if newHeaders {
+			req.Headers = nil // given headers replace the stored ones; decoding into a map would merge
 		}
 		if err := json.Unmarshal(body, &req); err != nil {
 			return false, jsonError(err) // names the field of a wrong type

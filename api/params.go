@@ -62,12 +62,14 @@ func eventProject(e *fsm.Event) string           { return e.Project }
 func deliveryProject(d *fsm.Delivery) string     { return d.Project }
 
 // scope returns the request's project and the state to read from.
+// The state comes first: with ?consistent=true its read barrier must also
+// cover the project check.
 func (s *Server) scope(c *gin.Context) (string, *fsm.State, error) {
-	project, err := s.project(c)
+	st, err := s.state(c)
 	if err != nil {
 		return "", nil, err
 	}
-	st, err := s.state(c)
+	project, err := s.project(c)
 	if err != nil {
 		return "", nil, err
 	}

@@ -125,7 +125,7 @@ func (s *Server) getProject(c *gin.Context) error {
 }
 
 func (s *Server) deleteProject(c *gin.Context) error {
-	cmd, err := fsm.Encode(fsm.CmdProjectDelete, fsm.ProjectDelete{Name: c.Param("name")})
+	cmd, err := fsm.ProjectDeleteCommand(c.Param("name"))
 	if err := s.apply(c, cmd, err); err != nil {
 		return err
 	}

@@ -98,19 +98,20 @@ func New(cfg Config) *Server {
 
 	// Every route below needs a token; the middleware names the least scope.
 	read, write, admin := s.auth(ScopeRead), s.auth(ScopeWrite), s.auth(ScopeAdmin)
-	v1.POST("/cluster/transfer-leadership", admin, s.handle(s.transferLeadership))
-	v1.DELETE("/cluster/peers/:id", admin, s.handle(s.removePeer))
-	v1.GET("/cluster/snapshot", admin, s.handle(s.snapshot))
-	v1.POST("/cluster/restore", admin, s.handle(s.restore))
+	clusterAdmin := s.authClusterWide(ScopeAdmin)
+	v1.POST("/cluster/transfer-leadership", clusterAdmin, s.handle(s.transferLeadership))
+	v1.DELETE("/cluster/peers/:id", clusterAdmin, s.handle(s.removePeer))
+	v1.GET("/cluster/snapshot", clusterAdmin, s.handle(s.snapshot))
+	v1.POST("/cluster/restore", clusterAdmin, s.handle(s.restore))
 
 	v1.POST("/tokens", admin, s.handle(s.createToken))
 	v1.GET("/tokens", admin, s.handle(s.listTokens))
 	v1.DELETE("/tokens/:id", admin, s.handle(s.revokeToken))
 
-	v1.POST("/projects", admin, s.handle(s.createProject))
+	v1.POST("/projects", clusterAdmin, s.handle(s.createProject))
 	v1.GET("/projects", read, s.handle(s.listProjects))
 	v1.GET("/projects/:name", read, s.handle(s.getProject))
-	v1.DELETE("/projects/:name", admin, s.handle(s.deleteProject))
+	v1.DELETE("/projects/:name", clusterAdmin, s.handle(s.deleteProject))
 
 	v1.POST("/jobs", write, s.handle(s.createJob))
 	v1.GET("/jobs", read, s.handle(s.listJobs))
@@ -324,7 +325,7 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err == nil {
 		return nil
 	}
-	cmd, err := fsm.Encode(fsm.CmdBootstrap, fsm.Bootstrap{At: fsm.MillisOf(now())})
+	cmd, err := fsm.BootstrapCommand(fsm.MillisOf(now()))
 	if err != nil {
 		return err
 	}

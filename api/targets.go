@@ -29,13 +29,6 @@ var (
 	subscriptionPattern = regexp.MustCompile(`^(\*|[a-z0-9_-]{1,64}(\.[a-z0-9_-]{1,64}){0,9}(\.\*)?)$`)
 )
 
-// reservedHeaders are set by Chime on every attempt; a target may not
-// override them (it would break signatures, framing or deduplication).
-var reservedHeaders = map[string]bool{
-	"host": true, "content-length": true, "transfer-encoding": true, "connection": true, "content-type": true,
-	"user-agent": true, "webhook-id": true, "webhook-timestamp": true, "webhook-signature": true,
-	"x-webhook-signature": true,
-}
 
 var allowedMethods = map[string]bool{
 	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
@@ -77,7 +70,7 @@ func validateHeaders(field string, h map[string]string) error {
 		switch {
 		case !headerNamePattern.MatchString(k):
 			return badRequest(field+"."+k, fmt.Sprintf("%q is not a valid header name", k))
-		case reservedHeaders[strings.ToLower(k)] || strings.HasPrefix(strings.ToLower(k), "chime-"):
+		case dispatch.ReservedHeader(k):
 			return badRequest(field+"."+k, fmt.Sprintf("%s is set by Chime on every attempt and cannot be overridden", k))
 		case len(v) > MaxHeaderValueLen || strings.ContainsAny(v, "\r\n\x00"):
 			return badRequest(field+"."+k, fmt.Sprintf("header value must be at most %d bytes without line breaks", MaxHeaderValueLen))

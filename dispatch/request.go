@@ -169,17 +169,28 @@ func Prepare(st *fsm.State, d *fsm.Delivery, attempt int, now time.Time) (Prepar
 	return p, nil
 }
 
+// ReservedHeader reports whether a target may not set header name (any
+// spelling): Chime sets it on every attempt (its own Chime-* headers, the
+// signature headers, Content-Type, User-Agent) or the transport owns it
+// (framing, Host). The API refuses such headers and the dispatcher drops
+// them, both by this one rule.
+func ReservedHeader(name string) bool {
+	ck := http.CanonicalHeaderKey(name)
+	switch ck {
+	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Content-Type", "User-Agent",
+		http.CanonicalHeaderKey(HeaderLegacySignature):
+		return true
+	}
+	return strings.HasPrefix(ck, "Chime-") || strings.HasPrefix(ck, "Webhook-")
+}
+
 // copyHeaders copies a target's headers under their canonical names,
-// leaving out Chime's own and the signature headers: those are set after,
-// and two spellings of one name would make the sent value depend on map
-// order.
+// leaving out the reserved ones: those are set after, and two spellings of
+// one name would make the sent value depend on map order.
 func copyHeaders(dst, src map[string]string) {
 	for k, v := range src {
-		ck := http.CanonicalHeaderKey(k)
-		switch {
-		case strings.HasPrefix(ck, "Chime-"), strings.HasPrefix(ck, "Webhook-"), ck == http.CanonicalHeaderKey(HeaderLegacySignature):
-			continue
+		if !ReservedHeader(k) {
+			dst[http.CanonicalHeaderKey(k)] = v
 		}
-		dst[ck] = v
 	}
 }
