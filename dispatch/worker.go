@@ -220,7 +220,7 @@ func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
 func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
 	attempt := d.Attempts + 1
 	p, err := Prepare(st, d, attempt, now)
-	res := fsm.DeliveryResult{DeliveryID: d.ID, Fence: d.Fence, Attempt: fsm.Attempt{Node: w.node, StartedAt: fsm.MillisOf(now)}}
+	res := fsm.DeliveryResult{DeliveryID: d.ID, Fence: d.Fence, Attempt: fsm.Attempt{Number: attempt, Node: w.node, StartedAt: fsm.MillisOf(now)}}
 	if err != nil {
 		// Nothing can be sent: dead-letter it now with the reason, so it
 		// does not wait for a lease to pass again and again.

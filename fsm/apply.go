@@ -244,13 +244,9 @@ func (a *applier) projectDeletable(name string) *Error {
 	if name == DefaultProject {
 		return conflict("name", "the %q project cannot be deleted", DefaultProject)
 	}
-	for _, table := range []string{TableTokens, TableEndpoints, TableJobs, TableEvents} {
-		index := IndexProject
-		if table == TableJobs {
-			index = IndexProjectStatus // jobs have no by-project index; its first part is the project
-		}
-		if a.first(table, index, name) != nil {
-			return conflict("name", "project %q still has %s; delete them first", name, table)
+	for _, t := range tableDefs {
+		if t.projectIndex != "" && a.first(t.name, t.projectIndex, name) != nil {
+			return conflict("name", "project %q still has %s; delete them first", name, t.name)
 		}
 	}
 	return nil

@@ -91,16 +91,17 @@ func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
 		if cur.Terminal() {
 			return conflict("status", "delivery %q is already %s", cur.ID, cur.Status)
 		}
-		d.Status, d.CompletedAt, d.LeaseUntil = DeliveryCancelled, at, 0
+		a.cancelDelivery(cur, at)
+		if cur.OccurrenceID != "" {
+			a.completeOccurrenceIfDone(at, cur.OccurrenceID)
+		}
+		return nil
 	default:
 		return invalid("action", "unknown delivery action %q", act.Action)
 	}
 	d.UpdatedAt = at
 	d.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableDeliveries, &d)
-	if d.Status == DeliveryCancelled && d.OccurrenceID != "" {
-		a.completeOccurrenceIfDone(at, d.OccurrenceID)
-	}
 	return nil
 }
 
@@ -118,32 +119,24 @@ func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
 	case cur.Status != OccurrencePending:
 		return conflict("status", "occurrence %q is already %s", id, cur.Status)
 	}
-	o := *cur
-	o.CompletedAt = c.At
-	if c.Action == ActionComplete {
-		o.Status = OccurrenceCompleted
-	} else {
-		o.Status = OccurrenceSkipped
-	}
-	o.setIndexes(cur.CreateIndex, a.index)
-	a.mustInsert(TableOccurrences, &o)
 	if c.Action == ActionSkip {
+		a.finishOccurrence(cur, OccurrenceSkipped, c.At, nil)
 		for _, d := range a.state().DeliveriesByOccurrence(id) {
-			if d.Terminal() {
-				continue
+			if !d.Terminal() {
+				a.cancelDelivery(d, c.At)
 			}
-			x := *d
-			x.Status, x.CompletedAt, x.LeaseUntil, x.UpdatedAt = DeliveryCancelled, c.At, 0, c.At
-			x.setIndexes(d.CreateIndex, a.index)
-			a.mustInsert(TableDeliveries, &x)
 		}
 		return nil
 	}
-	if job, _ := a.first(TableJobs, IndexID, o.JobID).(*Job); job != nil && job.LastCompletedAt < c.At {
-		j := *job
-		j.LastCompletedAt = c.At
-		j.setIndexes(job.CreateIndex, a.index)
-		a.mustInsert(TableJobs, &j)
-	}
+	job, _ := a.first(TableJobs, IndexID, cur.JobID).(*Job)
+	a.finishOccurrence(cur, OccurrenceCompleted, c.At, job)
 	return nil
+}
+
+// cancelDelivery stores d cancelled at at.
+func (a *applier) cancelDelivery(cur *Delivery, at Millis) {
+	d := *cur
+	d.Status, d.CompletedAt, d.LeaseUntil, d.UpdatedAt = DeliveryCancelled, at, 0, at
+	d.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableDeliveries, &d)
 }

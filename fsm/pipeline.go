@@ -3,6 +3,7 @@ package fsm
 import (
 	"encoding/json"
 	"fmt"
+	"strconv"
 )
 
 // The fire-and-deliver pipeline's commands. The leader's poller and the
@@ -66,7 +67,9 @@ type DeliveryResult struct {
 	// (older) assignment is refused, so a node that was too slow or cut off
 	// cannot overwrite a newer attempt.
 	Fence uint64 `msgpack:"fence"`
-	// Attempt describes the HTTP call; its Number and Fence are set by Apply.
+	// Attempt describes the HTTP call. Its Fence is set by Apply; Number, when
+	// the node gives it, must be the next attempt (a re-sent report is then
+	// refused instead of counted twice), and is set by Apply otherwise.
 	Attempt Attempt `msgpack:"att"`
 	// Status is succeeded, retry_scheduled or dead_letter.
 	Status string `msgpack:"status"`
@@ -247,6 +250,10 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 		return conflict("fence", "delivery %q is assigned under fence %d; result for fence %d refused", cur.ID, cur.Fence, r.Fence)
 	case !cur.Active():
 		return conflict("status", "delivery %q is %s", cur.ID, cur.Status)
+	case r.Attempt.Number != 0 && r.Attempt.Number != cur.Attempts+1:
+		// The same report applied twice (a node re-sends a batch whose first
+		// commit it could not confirm): one attempt must not count twice.
+		return conflict("attempt", "delivery %q has %d attempts; a result for attempt %d is stale", cur.ID, cur.Attempts, r.Attempt.Number)
 	}
 	switch r.Status {
 	case DeliverySucceeded, DeliveryDeadLetter:
@@ -313,7 +320,7 @@ func (a *applier) endpointHealth(at Millis, d *Delivery, gone bool) {
 	}
 	if reason != "" && ep.Enabled {
 		ep.Enabled, ep.DisabledReason = false, reason
-		a.emit(at, ep.Project, EventEndpointDisabled, "evt-"+ep.ID+"-disabled-"+fmt.Sprint(a.index), map[string]any{
+		a.emit(at, ep.Project, EventEndpointDisabled, DerivedID("evt", at, ep.ID, "disabled", strconv.FormatUint(a.index, 10)), map[string]any{
 			"endpoint":            map[string]any{"id": ep.ID, "url": ep.URL, "description": ep.Description},
 			"reason":              reason,
 			"consecutiveFailures": ep.ConsecutiveFailures,
@@ -347,22 +354,28 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 	if o == nil || o.Status != OccurrencePending {
 		return
 	}
+	job, _ := a.first(TableJobs, IndexID, o.JobID).(*Job)
+	if job != nil && job.ManualCompletion {
+		return
+	}
 	for _, d := range a.state().DeliveriesByOccurrence(occID) {
 		if !d.Terminal() {
 			return
 		}
 	}
-	job, _ := a.first(TableJobs, IndexID, o.JobID).(*Job)
-	if job != nil && job.ManualCompletion {
-		return
-	}
-	c := *o
-	c.Status, c.CompletedAt = OccurrenceCompleted, at
-	c.setIndexes(o.CreateIndex, a.index)
-	a.mustInsert(TableOccurrences, &c)
-	// LastCompletedAt only feeds the cooldown rule; a job without one is not
-	// rewritten (a job write updates all of its indexes: this is the hot path).
-	if job != nil && job.CooldownMs > 0 && job.LastCompletedAt < at {
+	a.finishOccurrence(o, OccurrenceCompleted, at, job)
+}
+
+// finishOccurrence stores o with a terminal status. A completion also sets
+// the job's LastCompletedAt, which only feeds the cooldown rule: a job
+// without a cooldown is not rewritten (a job write updates all of its
+// indexes, and completions are the hot path).
+func (a *applier) finishOccurrence(cur *Occurrence, status string, at Millis, job *Job) {
+	o := *cur
+	o.Status, o.CompletedAt = status, at
+	o.setIndexes(cur.CreateIndex, a.index)
+	a.mustInsert(TableOccurrences, &o)
+	if status == OccurrenceCompleted && job != nil && job.CooldownMs > 0 && job.LastCompletedAt < at {
 		j := *job
 		j.LastCompletedAt = at
 		j.setIndexes(job.CreateIndex, a.index)

@@ -310,3 +310,19 @@ func TestStaleHeldDeliveryRefused(t *testing.T) {
 		t.Fatal("the refused fire left its occurrence")
 	}
 }
+
+// A node that re-sends a report it could not confirm must not count one
+// attempt twice: a result names its attempt, and a stale one is refused.
+func TestRepeatedResultCountsOnce(t *testing.T) {
+	h, j := pipelineFixture(t)
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *j, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", "")}}}))
+	d1, _ := h.f.State().Delivery("d1")
+	retry := DeliveryResult{DeliveryID: "d1", Fence: d1.Fence, Status: DeliveryRetryScheduled, NextAttemptAt: 2000, LeaseUntil: 5000,
+		Attempt: Attempt{Number: 1, StatusCode: 500}}
+	h.ok(resultsCmd(t, 1100, retry))
+	res := h.apply(resultsCmd(t, 1100, retry))
+	checkErr(t, res.Results[0].Err, ErrConflict, "stale")
+	if d, _ := h.f.State().Delivery("d1"); d.Attempts != 1 || len(h.f.State().Attempts("d1")) != 1 {
+		t.Fatalf("a repeated report counted twice: %d attempts", d.Attempts)
+	}
+}

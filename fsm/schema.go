@@ -259,10 +259,13 @@ type tableDef struct {
 	// name none ("any project"); projects and attempts have no project field.
 	projectRequired bool
 	projectOptional bool
-	recordType      reflect.Type // pointer type stored in memdb
-	decode          func([]byte) (record, error)
-	idArgs          func(id string) ([]any, error)
-	validate        func(record) *Error
+	// projectIndex is an index whose keys start with the project, when a
+	// project may not be deleted while the table has rows of it.
+	projectIndex string
+	recordType   reflect.Type // pointer type stored in memdb
+	decode       func([]byte) (record, error)
+	idArgs       func(id string) ([]any, error)
+	validate     func(record) *Error
 }
 
 func decodeRecord[T any, P interface {
@@ -315,6 +318,7 @@ var tableDefs = []*tableDef{
 	},
 	{
 		name: TableTokens, singular: "token", num: 2, projectOptional: true,
+		projectIndex: IndexProject,
 		schema: &memdb.TableSchema{Name: TableTokens, Indexes: indexes(
 			index(IndexID, true, nil, str(func(r *Token) string { return r.ID })),
 			index(IndexHash, true, nil, str(func(r *Token) string { return r.Hash })),
@@ -337,6 +341,7 @@ var tableDefs = []*tableDef{
 	},
 	{
 		name: TableEndpoints, singular: "endpoint", num: 3, projectRequired: true,
+		projectIndex: IndexProject,
 		schema: &memdb.TableSchema{Name: TableEndpoints, Indexes: indexes(
 			index(IndexID, true, nil, str(func(r *Endpoint) string { return r.ID })),
 			index(IndexProject, false, nil, str(func(r *Endpoint) string { return r.Project })),
@@ -348,6 +353,7 @@ var tableDefs = []*tableDef{
 	},
 	{
 		name: TableJobs, singular: "job", num: 4, projectRequired: true,
+		projectIndex: IndexProjectStatus,
 		schema: &memdb.TableSchema{Name: TableJobs, Indexes: indexes(
 			index(IndexID, true, nil, str(func(r *Job) string { return r.ID })),
 			index(IndexProjectStatus, false, nil,
@@ -393,6 +399,7 @@ var tableDefs = []*tableDef{
 	},
 	{
 		name: TableEvents, singular: "event", num: 6, projectRequired: true,
+		projectIndex: IndexProject,
 		schema: &memdb.TableSchema{Name: TableEvents, Indexes: indexes(
 			index(IndexID, true, nil, str(func(r *Event) string { return r.ID })),
 			index(IndexProject, false, nil, str(func(r *Event) string { return r.Project })),

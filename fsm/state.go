@@ -248,6 +248,9 @@ func (s *State) Job(id string) (*Job, error) {
 // heap for every stored job and a write on every fire, and listing all jobs of
 // a project is rare next to both.
 func (s *State) Jobs(project, after string, limit int) ([]*Job, string) {
+	if project == "" {
+		return list[Job](s, TableJobs, IndexID, nil, after, limit)
+	}
 	var out []*Job
 	more := false
 	for _, status := range JobStatuses {
