@@ -3,6 +3,7 @@ package dispatch
 import (
 	"context"
 	"log/slog"
+	"slices"
 	"sync"
 	"time"
 
@@ -142,8 +143,14 @@ func (r *Reassigner) plan(st *fsm.State, now time.Time) []fsm.Assignment {
 		}
 		seen[d.ID] = true
 		due := max(d.NextAttemptAt, fsm.MillisOf(now))
+		// Never back to the node that let it lapse when another can take it:
+		// hashing alone would pick that node again, lease after lease.
+		candidates := nodes
+		if len(nodes) > 1 && slices.Contains(nodes, d.AssignedNode) {
+			candidates = slices.DeleteFunc(slices.Clone(nodes), func(n string) bool { return n == d.AssignedNode })
+		}
 		a := fsm.Assignment{
-			DeliveryID: d.ID, IfFence: d.Fence, Node: cluster.Place(d.ID, nodes),
+			DeliveryID: d.ID, IfFence: d.Fence, Node: cluster.Place(d.ID, candidates),
 			LeaseUntil: fsm.LeaseUntil(due, st.TargetTimeout(d)),
 		}
 		if d.NextAttemptAt < due {

@@ -126,6 +126,7 @@ func (w *Dispatcher) Stop(ctx context.Context) {
 		return
 	}
 	w.stop()
+	w.stop = nil // a second Stop returns at once
 	// Past the deadline, result commits stop retrying too (no quorum): the
 	// leases cover what is not reported, and shutdown stays bounded.
 	stopGiveUp := context.AfterFunc(ctx, w.giveUpCancel)
@@ -190,7 +191,8 @@ func (w *Dispatcher) run(ctx context.Context) {
 func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	limit := w.cfg.Workers*2 + len(w.inflight)
+	// Read past the running and the skipped ones, which are not started here.
+	limit := w.cfg.Workers*2 + len(w.inflight) + len(w.skipped)
 	for _, d := range st.DeliveriesDue(w.node, fsm.Millis(1<<62), limit) {
 		if _, busy := w.inflight[d.ID]; busy {
 			continue

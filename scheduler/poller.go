@@ -62,9 +62,7 @@ type Poller struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	// Only the loop goroutine uses these.
-	cache  map[string]cachedSchedule // by job id
-	broken map[string]uint64         // job id → ModifyIndex of a schedule that does not compile
+	cache map[string]cachedSchedule // by job id; only the loop goroutine uses it
 }
 
 type cachedSchedule struct {
@@ -90,7 +88,7 @@ func NewPoller(c Cluster, cfg PollerConfig) *Poller {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.Default()
 	}
-	return &Poller{c: c, cfg: cfg, logger: cfg.Logger.With("component", "poller"), cache: map[string]cachedSchedule{}, broken: map[string]uint64{}}
+	return &Poller{c: c, cfg: cfg, logger: cfg.Logger.With("component", "poller"), cache: map[string]cachedSchedule{}}
 }
 
 // EstablishLeadership starts the loop; the cluster calls it after Barrier.
@@ -201,16 +199,18 @@ func (p *Poller) tick(ctx context.Context, st *fsm.State, now time.Time) (progre
 	return progress, more
 }
 
-// plan decides one due job at now; false when there is nothing to write
-// (a bad stored schedule is logged and skipped, not retried in a loop).
+// plan decides one due job at now; false when there is nothing to write.
 func (p *Poller) plan(f *fanout, job *fsm.Job, now time.Time) (fsm.JobFire, bool) {
 	sch, err := p.compile(job)
 	if err != nil {
-		if p.broken[job.ID] != job.ModifyIndex { // once per version of the job, not every tick
-			p.broken[job.ID] = job.ModifyIndex
-			p.logger.Error("cannot compile a stored schedule; the job will not fire until it is changed", "job", job.ID, "err", err)
-		}
-		return fsm.JobFire{}, false
+		// A stored schedule that does not compile cannot fire. Take the job
+		// out of the due index (no next fire) rather than skip it every
+		// tick: left there, it would keep the poller awake for nothing and,
+		// in numbers, crowd every other job out of the due read.
+		p.logger.Error("cannot compile a stored schedule; the job will not fire until it is changed", "job", job.ID, "err", err)
+		next := *job
+		next.NextFireAt = 0
+		return fsm.JobFire{Job: next}, true
 	}
 	state := JobState{
 		NextFireAt: job.NextFireAt.Time(), OccurrenceCount: job.OccurrenceCount,
@@ -244,7 +244,6 @@ func (p *Poller) compile(job *fsm.Job) (*Schedule, error) {
 	}
 	if len(p.cache) >= compileCacheSize {
 		clear(p.cache)
-		clear(p.broken)
 	}
 	p.cache[job.ID] = cachedSchedule{spec: bytes.Clone(job.Schedule), setAt: job.ScheduleSetAt, sch: sch}
 	return sch, nil
