@@ -224,6 +224,12 @@ func (c *Cluster) openRaft() error {
 	setDur(&rc.HeartbeatTimeout, c.cfg.HeartbeatTimeout)
 	setDur(&rc.ElectionTimeout, c.cfg.ElectionTimeout)
 	setDur(&rc.LeaderLeaseTimeout, c.cfg.LeaderLeaseTimeout)
+	if c.cfg.LeaderLeaseTimeout == 0 {
+		// Half the shorter of the two timeouts as they finally are: raft
+		// refuses a lease longer than the heartbeat timeout, and a lease at
+		// half of it still lets a cut-off leader step down in time.
+		rc.LeaderLeaseTimeout = min(rc.HeartbeatTimeout, rc.ElectionTimeout) / 2
+	}
 	setDur(&rc.CommitTimeout, c.cfg.CommitTimeout)
 	setDur(&rc.SnapshotInterval, c.cfg.SnapshotInterval)
 	if c.cfg.SnapshotThreshold > 0 {

@@ -148,7 +148,8 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if f.rootToken != "" && len(f.rootToken) < api.MinTokenLen {
 		return fmt.Errorf("CHIME_ROOT_TOKEN / --root-token: use at least %d characters", api.MinTokenLen)
 	}
-	schedCfg := scheduler.Config{DefaultTimezone: f.defaultTimezone, MinIntervalSeconds: 1}
+	schedCfg := scheduler.DefaultConfig()
+	schedCfg.DefaultTimezone = f.defaultTimezone
 	if err := schedCfg.Validate(); err != nil {
 		return fmt.Errorf("--default-timezone %q: %w", f.defaultTimezone, err)
 	}
@@ -158,14 +159,9 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 			f.bootstrapExpect = 0
 		}
 	}
-	if f.bootstrapExpect > 1 && f.clusterKey == "" {
+	if f.clusterKey == "" && (f.bootstrapExpect > 1 || len(f.join) > 0) {
 		logger.Warn("no --cluster-key: gossip is unencrypted and internal calls are not authenticated; set one for any real cluster")
 	}
-	nodeID, err := cluster.LoadNodeID(f.dataDir, f.nodeID)
-	if err != nil {
-		return err
-	}
-	logger = logger.With("node_id", nodeID)
 	advHTTP := f.advHTTP
 	if advHTTP == "" {
 		advHTTP = f.httpAddr
@@ -175,6 +171,12 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 			}
 		}
 	}
+	// After every check of the settings, so a bad one leaves nothing on disk.
+	nodeID, err := cluster.LoadNodeID(f.dataDir, f.nodeID)
+	if err != nil {
+		return err
+	}
+	logger = logger.With("node_id", nodeID)
 	httpLn, err := net.Listen("tcp", f.httpAddr)
 	if err != nil {
 		return fmt.Errorf("listen on --http-addr %s: %w", f.httpAddr, err)
@@ -188,8 +190,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		ClusterName: f.clusterName, ClusterKey: f.clusterKey, Version: version,
 		Logger: logger, FSM: state,
 		HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
-		LeaderLeaseTimeout: minDur(f.heartbeatTimeout, f.electionTimeout) / 2,
-		SnapshotThreshold:  f.snapshotThreshold,
+		SnapshotThreshold: f.snapshotThreshold,
 	})
 	if err != nil {
 		httpLn.Close()
@@ -258,15 +259,4 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return runErr
-}
-
-// minDur is the smaller non-zero of a and b (0 when both are 0).
-func minDur(a, b time.Duration) time.Duration {
-	if a == 0 {
-		return b
-	}
-	if b == 0 || a < b {
-		return a
-	}
-	return b
 }

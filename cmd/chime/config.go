@@ -47,6 +47,10 @@ func loadSettings(fs *flag.FlagSet, args []string) error {
 				return fmt.Errorf("--config %s: unknown setting %q (settings are the flag names, e.g. http-addr)", cfgPath, k)
 			}
 			switch vv := v.(type) {
+			case nil:
+				// "key:" with no value: unset, not the text "<nil>" (which
+				// would, say, make a guessable cluster key).
+				continue
 			case []any:
 				parts := make([]string, len(vv))
 				for i, p := range vv {

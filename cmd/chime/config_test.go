@@ -11,7 +11,7 @@ import (
 func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "chime.yaml")
-	if err := os.WriteFile(file, []byte("http-addr: 127.0.0.1:9000\nraft-addr: 127.0.0.1:9001\njoin: [a:1, b:2]\npoll-interval: 1m\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("http-addr: 127.0.0.1:9000\nraft-addr: 127.0.0.1:9001\njoin: [a:1, b:2]\npoll-interval: 1m\ncluster-key:\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("CHIME_RAFT_ADDR", "127.0.0.1:9501")
@@ -27,6 +27,7 @@ func TestSettingsPrecedence(t *testing.T) {
 		"flag beats env":     {f.gossipAddr, "127.0.0.1:9902"},
 		"list from file":     {f.join.String(), "a:1,b:2"},
 		"default kept":       {f.clusterName, "chime"},
+		"empty value unset":  {f.clusterKey, ""},
 		"duration from file": {f.pollInterval.String(), time.Minute.String()},
 	}
 	for name, c := range checks {
