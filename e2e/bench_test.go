@@ -200,10 +200,11 @@ func (r *benchReceiver) snapshot() (int, []time.Duration) {
 	out := slices.Clone(r.late)
 	r.mu.Unlock()
 	slices.Sort(out)
-	if len(out) == 0 {
-		out = []time.Duration{0}
+	n := len(out)
+	if n == 0 {
+		out = []time.Duration{0} // so that percentiles and the max read a zero
 	}
-	return len(out), out
+	return n, out
 }
 
 func pct(sorted []time.Duration, p int) time.Duration {
@@ -286,6 +287,9 @@ func TestBenchFanout(t *testing.T) {
 		sleepCtx(ctx, 200*time.Millisecond)
 	}
 	n, late := rcv.snapshot()
+	if n == 0 {
+		t.Fatalf("no delivery arrived (%d events published)", published.Load())
+	}
 	rcv.mu.Lock()
 	lastArrival := rcv.arrived[len(rcv.arrived)-1]
 	rcv.mu.Unlock()

@@ -41,14 +41,9 @@ func TestMain(m *testing.M) {
 	}
 	code := func() int {
 		defer os.RemoveAll(dir)
-		root, err := repoRoot()
-		if err != nil {
-			fmt.Fprintln(os.Stderr, "e2e: find repo root:", err)
-			return 1
-		}
+		// go test runs in this package's directory: the command is a sibling.
 		bin := filepath.Join(dir, "chime")
-		cmd := exec.Command("go", "build", "-o", bin, "./cmd/chime")
-		cmd.Dir = root
+		cmd := exec.Command("go", "build", "-o", bin, "../cmd/chime")
 		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			fmt.Fprintf(os.Stderr, "e2e: go build ./cmd/chime: %v\n%s", err, out)
@@ -58,24 +53,6 @@ func TestMain(m *testing.M) {
 		return m.Run()
 	}()
 	os.Exit(code)
-}
-
-// repoRoot is the directory of go.mod: `go env GOMOD`, else the parent of
-// this package's directory.
-func repoRoot() (string, error) {
-	if out, err := exec.Command("go", "env", "GOMOD").Output(); err == nil {
-		if p := strings.TrimSpace(string(out)); p != "" && p != os.DevNull {
-			return filepath.Dir(p), nil
-		}
-	}
-	root, err := filepath.Abs("..")
-	if err != nil {
-		return "", err
-	}
-	if _, err := os.Stat(filepath.Join(root, "go.mod")); err != nil {
-		return "", err
-	}
-	return root, nil
 }
 
 func needBinary(t *testing.T) {
@@ -250,11 +227,11 @@ func (p *proc) start() {
 	}()
 }
 
-// agentEnv is the test's environment without CHIME_* settings, so nothing
-// but the flags configures the agents.
 // rootToken is every test cluster's admin token, given as CHIME_ROOT_TOKEN.
 const rootToken = "chime_e2e-root-token-0123456789"
 
+// agentEnv is the test's environment without CHIME_* settings, so nothing
+// but the flags (and the root token) configures the agents.
 func agentEnv() []string {
 	env := []string{"CHIME_ROOT_TOKEN=" + rootToken}
 	for _, kv := range os.Environ() {

@@ -11,7 +11,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -122,10 +121,7 @@ type deliveryJSON struct {
 // delivered at least once, and every node must have delivered a share.
 func TestDeliveriesSurviveNodeLoss(t *testing.T) {
 	const jobs, every = 200, 5
-	run := 2 * time.Minute
-	if d, err := time.ParseDuration(os.Getenv("CHIME_E2E_DELIVERY_RUN")); err == nil && d > 0 {
-		run = d
-	}
+	run := envDuration("CHIME_E2E_DELIVERY_RUN", 2*time.Minute)
 	rcv := newDeliveryReceiver(t)
 	c := startCluster(t, 3, "--allow-private-targets")
 	ctx, cancel := context.WithTimeout(t.Context(), run+4*time.Minute)
