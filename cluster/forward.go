@@ -194,26 +194,49 @@ func (c *Cluster) forward(ctx context.Context, path string, body io.Reader, out 
 // returned error is the command's domain error when it failed in the FSM
 // (the Result is returned too), or a cluster error.
 func (c *Cluster) Apply(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	var res *fsm.Result
+	err := c.withLeader(ctx, func(ctx context.Context) error {
+		var err error
+		if res, err = c.applyOnce(ctx, cmd); err != nil {
+			return err
+		}
+		if err := c.fsm.WaitForIndex(ctx, res.Index); err != nil {
+			return fmt.Errorf("%w: committed at index %d but not yet applied here", ErrTimeout, res.Index)
+		}
+		return nil
+	})
+	if err != nil {
+		return res, err
+	}
+	return res, res.Err
+}
+
+// withLeader runs attempt under the apply timeout (unless ctx has a
+// deadline) and again while it fails with ErrNoLeader, which is only
+// returned when nothing was written. Between tries it pauses a tick and
+// waits for a known leader: a node that still believes in a deposed leader
+// would otherwise re-send at once, in a tight loop.
+func (c *Cluster) withLeader(ctx context.Context, attempt func(ctx context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.ApplyTimeout)
 		defer cancel()
 	}
 	for {
-		res, err := c.applyOnce(ctx, cmd)
-		if errors.Is(err, ErrNoLeader) {
-			if werr := c.waitForLeader(ctx); werr != nil {
-				return nil, err
-			}
-			continue
+		err := attempt(ctx)
+		if !errors.Is(err, ErrNoLeader) {
+			return err
 		}
-		if err != nil {
-			return nil, err
+		select {
+		case <-ctx.Done():
+			return err
+		case <-c.shutdownCh:
+			return ErrShutdown
+		case <-time.After(leaderPoll):
 		}
-		if err := c.fsm.WaitForIndex(ctx, res.Index); err != nil {
-			return res, fmt.Errorf("%w: committed at index %d but not yet applied here", ErrTimeout, res.Index)
+		if werr := c.waitForLeader(ctx); werr != nil {
+			return err
 		}
-		return res, res.Err
 	}
 }
 
@@ -256,8 +279,11 @@ func raftErr(err error) error {
 	return err
 }
 
+// leaderPoll is how often a caller waiting for a leader looks again.
+const leaderPoll = 20 * time.Millisecond
+
 func (c *Cluster) waitForLeader(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
+	t := time.NewTicker(leaderPoll)
 	defer t.Stop()
 	for {
 		if addr, _ := c.raft.LeaderWithID(); addr != "" {
@@ -277,19 +303,8 @@ func (c *Cluster) waitForLeader(ctx context.Context) error {
 // commit index (the leader first confirms it still leads) and waits until
 // this node has applied at least that far.
 func (c *Cluster) ReadBarrier(ctx context.Context) error {
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, c.cfg.ApplyTimeout)
-		defer cancel()
-	}
-	for {
+	return c.withLeader(ctx, func(ctx context.Context) error {
 		idx, err := c.readIndex(ctx)
-		if errors.Is(err, ErrNoLeader) {
-			if werr := c.waitForLeader(ctx); werr != nil {
-				return err
-			}
-			continue
-		}
 		if err != nil {
 			return err
 		}
@@ -297,7 +312,7 @@ func (c *Cluster) ReadBarrier(ctx context.Context) error {
 			return fmt.Errorf("%w: waiting to apply index %d", ErrTimeout, idx)
 		}
 		return nil
-	}
+	})
 }
 
 func (c *Cluster) readIndex(ctx context.Context) (uint64, error) {

@@ -46,16 +46,16 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 	var f raft.Future
 	if to == "" {
 		if c.otherVoters() == 0 {
-			return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: "no other voter to transfer leadership to"}
+			return fsm.ErrorFromCode(fsm.CodeConflict, "no other voter to transfer leadership to", "")
 		}
 		f = c.raft.LeadershipTransfer()
 	} else {
 		srv, ok := c.server(to)
 		if !ok {
-			return &fsm.Error{Kind: fsm.ErrNotFound, Code: "not_found", Message: fmt.Sprintf("no voter %q in the cluster", to), Field: "to"}
+			return fsm.ErrorFromCode(fsm.CodeNotFound, fmt.Sprintf("no voter %q in the cluster", to), "to")
 		}
 		if string(srv.ID) == c.cfg.NodeID {
-			return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: fmt.Sprintf("%q already leads", to), Field: "to"}
+			return fsm.ErrorFromCode(fsm.CodeConflict, fmt.Sprintf("%q already leads", to), "to")
 		}
 		f = c.raft.LeadershipTransferToServer(srv.ID, srv.Address)
 	}
@@ -90,15 +90,15 @@ func (c *Cluster) removeLocal(ctx context.Context, id string) error {
 		return ErrNoLeader
 	}
 	if id == c.cfg.NodeID {
-		return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: "cannot remove the leader: transfer leadership first"}
+		return fsm.ErrorFromCode(fsm.CodeConflict, "cannot remove the leader: transfer leadership first", "")
 	}
 	_, inConfig := c.server(id)
 	m, known := c.members.member(id)
 	if !inConfig && !known {
-		return &fsm.Error{Kind: fsm.ErrNotFound, Code: "not_found", Message: fmt.Sprintf("no peer %q", id)}
+		return fsm.ErrorFromCode(fsm.CodeNotFound, fmt.Sprintf("no peer %q", id), "")
 	}
 	if known && (m.State == GossipAlive || m.State == GossipSuspect) {
-		return &fsm.Error{Kind: fsm.ErrConflict, Code: "conflict", Message: fmt.Sprintf("peer %q is %s; stop it first, or it will be added back", id, m.State)}
+		return fsm.ErrorFromCode(fsm.CodeConflict, fmt.Sprintf("peer %q is %s; stop it first, or it will be added back", id, m.State), "")
 	}
 	if inConfig {
 		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
