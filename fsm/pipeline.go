@@ -358,12 +358,9 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 	if job != nil && job.ManualCompletion {
 		return
 	}
-	for _, d := range a.state().DeliveriesByOccurrence(occID) {
-		if !d.Terminal() {
-			return
-		}
+	if a.allDeliveriesTerminal(occID) {
+		a.finishOccurrence(o, OccurrenceCompleted, at, job)
 	}
-	a.finishOccurrence(o, OccurrenceCompleted, at, job)
 }
 
 // finishOccurrence stores o with a terminal status. A completion also sets
@@ -425,17 +422,41 @@ func (a *applier) prune(p *Prune) *Result {
 		}
 		a.mustDelete(TableDeliveries, d)
 	}
-	for _, o := range st.TerminalOccurrences(p.Before, p.Limit) {
-		active := false
-		for _, d := range st.DeliveriesByOccurrence(o.ID) {
-			if !d.Terminal() {
-				active = true
-				break
-			}
+	// Occurrences whose deliveries still run (completed by hand, say) are
+	// passed over, not counted: counting them would let enough of them stop
+	// pruning for good. The scan is bounded all the same.
+	var done []*Occurrence
+	it := st.iter(TableOccurrences, IndexTerminal)
+	for scanned := 0; len(done) < p.Limit && scanned < pruneScanFactor*p.Limit; scanned++ {
+		obj := it.Next()
+		if obj == nil {
+			break
 		}
-		if !active {
-			a.mustDelete(TableOccurrences, o)
+		o := obj.(*Occurrence)
+		if o.CompletedAt > p.Before {
+			break
+		}
+		if a.allDeliveriesTerminal(o.ID) {
+			done = append(done, o)
 		}
 	}
+	for _, o := range done {
+		a.mustDelete(TableOccurrences, o)
+	}
 	return res
+}
+
+// pruneScanFactor bounds how many old terminal occurrences one Prune reads,
+// as a multiple of its limit.
+const pruneScanFactor = 10
+
+// allDeliveriesTerminal reports whether every delivery of the occurrence is
+// finished.
+func (a *applier) allDeliveriesTerminal(occID string) bool {
+	for _, d := range a.state().DeliveriesByOccurrence(occID) {
+		if !d.Terminal() {
+			return false
+		}
+	}
+	return true
 }

@@ -326,3 +326,24 @@ func TestRepeatedResultCountsOnce(t *testing.T) {
 		t.Fatalf("a repeated report counted twice: %d attempts", d.Attempts)
 	}
 }
+
+// Prune passes over old occurrences whose deliveries still run instead of
+// counting them, so they cannot stop pruning.
+func TestPruneSkipsBusyOccurrencesWithoutStalling(t *testing.T) {
+	h, _ := pipelineFixture(t)
+	busy := occ("o1", 1, "k1")
+	busy.Status, busy.CompletedAt = OccurrenceCompleted, 100 // completed by hand
+	idle := occ("o2", 2, "k2")
+	idle.Status, idle.CompletedAt = OccurrenceCompleted, 200
+	d := dlv("d1", "o1", "")
+	d.NextAttemptAt = 50
+	h.ok(put(t, TableOccurrences, busy), put(t, TableOccurrences, idle), put(t, TableDeliveries, &d))
+	h.ok(must(t)(Encode(CmdPrune, &Prune{Before: 1000, Limit: 1})))
+	st := h.f.State()
+	if _, err := st.Occurrence("o1"); err != nil {
+		t.Fatal("an occurrence with a running delivery was pruned")
+	}
+	if _, err := st.Occurrence("o2"); err == nil {
+		t.Fatal("the busy occurrence used up the limit: o2 was not pruned")
+	}
+}
