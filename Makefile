@@ -4,7 +4,6 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/chime
-# CI is a 2-core machine; keep test parallelism honest to it.
 TEST_FLAGS ?= -race -count=1 -timeout 15m
 
 .PHONY: help build run cluster test unit e2e bench lint clean

@@ -29,7 +29,6 @@ var (
 	subscriptionPattern = regexp.MustCompile(`^(\*|[a-z0-9_-]{1,64}(\.[a-z0-9_-]{1,64}){0,9}(\.\*)?)$`)
 )
 
-
 var allowedMethods = map[string]bool{
 	http.MethodGet: true, http.MethodHead: true, http.MethodPost: true, http.MethodPut: true,
 	http.MethodPatch: true, http.MethodDelete: true,

@@ -207,8 +207,8 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		Workers: f.workers, Logger: logger,
 		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/" + version}),
 	})
-	// Hooks run in order on establish and in reverse on revoke: the
-	// default project first, then the reassigner and the poller.
+	// Hooks run in order on establish and in reverse on revoke: the root
+	// token and the default project first, then the reassigner and the poller.
 	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: f.rootToken}, reassigner, poller); err != nil {
 		httpLn.Close()
 		_ = c.Shutdown(context.Background())
