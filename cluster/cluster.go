@@ -102,8 +102,11 @@ type Cluster struct {
 
 	shutdownOnce sync.Once
 	shutdownCh   chan struct{}
-	monitorDone  chan struct{}
-	wg           sync.WaitGroup
+	// raftDone closes once raft.Shutdown has returned: a future still
+	// unanswered then never will be (hashicorp/raft#498), so waiters give up.
+	raftDone    chan struct{}
+	monitorDone chan struct{}
+	wg          sync.WaitGroup
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -170,6 +173,7 @@ func New(cfg Config) (*Cluster, error) {
 		fsm:          cfg.FSM,
 		leaderNotify: make(chan bool, 16),
 		shutdownCh:   make(chan struct{}),
+		raftDone:     make(chan struct{}),
 		monitorDone:  make(chan struct{}),
 	}
 	if err := c.openRaft(); err != nil {
@@ -357,7 +361,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		if c.raft.State() == raft.Leader && c.otherVoters() > 0 {
 			c.logger.Info("transferring leadership before shutdown")
 			f := c.raft.LeadershipTransfer()
-			if e := waitFuture(ctx, f); e != nil {
+			if e := c.waitFuture(ctx, f); e != nil {
 				c.logger.Warn("leadership transfer failed; shutting down anyway", "error", e)
 			}
 		}
@@ -371,6 +375,7 @@ func (c *Cluster) Shutdown(ctx context.Context) error {
 		_ = c.fwdServer.Shutdown(sctx)
 		cancel()
 		err = c.raft.Shutdown().Error()
+		close(c.raftDone)
 		c.wg.Wait()
 		c.closeAll()
 	})
@@ -387,6 +392,7 @@ func (c *Cluster) Kill() {
 			_ = c.fwdServer.Close()
 		}
 		_ = c.raft.Shutdown().Error()
+		close(c.raftDone)
 		c.wg.Wait()
 		c.closeAll()
 	})
@@ -424,8 +430,11 @@ func (c *Cluster) otherVoters() int {
 	return n
 }
 
-// waitFuture waits for a raft future without outliving ctx.
-func waitFuture(ctx context.Context, f raft.Future) error {
+// waitFuture waits for a raft future without outliving ctx or Raft itself:
+// hashicorp/raft can leave a future unanswered when it shuts down with the
+// future in flight (hashicorp/raft#498), and a bare f.Error() would then
+// block its caller, and Shutdown waiting on that caller, for ever.
+func (c *Cluster) waitFuture(ctx context.Context, f raft.Future) error {
 	done := make(chan error, 1)
 	go func() { done <- f.Error() }()
 	select {
@@ -433,6 +442,13 @@ func waitFuture(ctx context.Context, f raft.Future) error {
 		return err
 	case <-ctx.Done():
 		return ctx.Err()
+	case <-c.raftDone:
+		select {
+		case err := <-done:
+			return err
+		default:
+			return raft.ErrRaftShutdown
+		}
 	}
 }
 

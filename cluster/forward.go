@@ -253,7 +253,9 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error
 
 func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	f := c.raft.Apply(cmd, remaining(ctx, c.cfg.ApplyTimeout))
-	if err := f.Error(); err != nil {
+	// Not ctx: once Raft has the command it may commit, and the caller must
+	// hear how it ended; Raft answers within its own timeout or at shutdown.
+	if err := c.waitFuture(context.Background(), f); err != nil {
 		return nil, raftErr(err)
 	}
 	res, ok := f.Response().(*fsm.Result)
@@ -331,10 +333,10 @@ func (c *Cluster) leaderReadIndex(ctx context.Context) (uint64, error) {
 	// proves no newer leader exists. The answer is the FSM's own index, not
 	// Raft's commit index: barrier and no-op entries never reach the FSM, so
 	// a follower waiting for such an index would wait forever.
-	if err := waitFuture(ctx, c.raft.Barrier(remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
+	if err := c.waitFuture(ctx, c.raft.Barrier(remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
 		return 0, raftErr(err)
 	}
-	if err := waitFuture(ctx, c.raft.VerifyLeader()); err != nil {
+	if err := c.waitFuture(ctx, c.raft.VerifyLeader()); err != nil {
 		return 0, raftErr(err)
 	}
 	return c.fsm.AppliedIndex(), nil

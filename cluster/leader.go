@@ -69,7 +69,7 @@ func (c *Cluster) leaderLoop(stop chan struct{}) {
 	for {
 		changed := c.members.watch()
 		if !barrierDone {
-			if err := c.raft.Barrier(c.cfg.ApplyTimeout).Error(); err != nil {
+			if err := c.waitFuture(ctx, c.raft.Barrier(c.cfg.ApplyTimeout)); err != nil {
 				c.logger.Error("leader barrier failed", "error", err)
 			} else {
 				barrierDone = true
@@ -83,7 +83,7 @@ func (c *Cluster) leaderLoop(stop chan struct{}) {
 				}
 				established++
 			}
-			c.reconcileVoters()
+			c.reconcileVoters(ctx)
 		}
 		wait := c.cfg.ReconcileInterval
 		if !barrierDone || established < len(c.hooks) {
@@ -104,7 +104,7 @@ func (c *Cluster) leaderLoop(stop chan struct{}) {
 // become voters (or get their new address), members that left gracefully are
 // removed, dead ones stay until an operator removes them, because removing a
 // merely unreachable voter could let a minority form its own quorum later.
-func (c *Cluster) reconcileVoters() {
+func (c *Cluster) reconcileVoters(ctx context.Context) {
 	f := c.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
 		c.logger.Warn("reading raft configuration", "error", err)
@@ -125,7 +125,7 @@ func (c *Cluster) reconcileVoters() {
 				continue
 			}
 			c.logger.Info("adding voter", "peer_id", m.ID, "raft_addr", m.RaftAddr)
-			if err := c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			if err := c.waitFuture(ctx, c.raft.AddVoter(raft.ServerID(m.ID), raft.ServerAddress(m.RaftAddr), 0, c.cfg.ApplyTimeout)); err != nil {
 				c.logger.Warn("adding voter failed", "peer_id", m.ID, "error", err)
 			}
 		case GossipLeft:
@@ -133,7 +133,7 @@ func (c *Cluster) reconcileVoters() {
 				continue
 			}
 			c.logger.Info("removing voter that left", "peer_id", m.ID)
-			if err := c.raft.RemoveServer(raft.ServerID(m.ID), 0, c.cfg.ApplyTimeout).Error(); err != nil {
+			if err := c.waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(m.ID), 0, c.cfg.ApplyTimeout)); err != nil {
 				c.logger.Warn("removing voter failed", "peer_id", m.ID, "error", err)
 			}
 		}
@@ -195,7 +195,7 @@ func (c *Cluster) tryBootstrap() bool {
 		return false
 	}
 	c.logger.Info("bootstrapping cluster", "servers", len(servers))
-	err := c.raft.BootstrapCluster(raft.Configuration{Servers: servers}).Error()
+	err := c.waitFuture(context.Background(), c.raft.BootstrapCluster(raft.Configuration{Servers: servers}))
 	if err != nil && !errors.Is(err, raft.ErrCantBootstrap) {
 		c.logger.Error("bootstrap failed", "error", err)
 		return false

@@ -59,7 +59,7 @@ func (c *Cluster) transferLocal(ctx context.Context, to string) error {
 		}
 		f = c.raft.LeadershipTransferToServer(srv.ID, srv.Address)
 	}
-	if err := waitFuture(ctx, f); err != nil {
+	if err := c.waitFuture(ctx, f); err != nil {
 		return fmt.Errorf("leadership transfer: %w", err)
 	}
 	return nil
@@ -101,7 +101,7 @@ func (c *Cluster) removeLocal(ctx context.Context, id string) error {
 		return fsm.ErrorFromCode(fsm.CodeConflict, fmt.Sprintf("peer %q is %s; stop it first, or it will be added back", id, m.State), "")
 	}
 	if inConfig {
-		if err := waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
+		if err := c.waitFuture(ctx, c.raft.RemoveServer(raft.ServerID(id), 0, remaining(ctx, c.cfg.ApplyTimeout))); err != nil {
 			return raftErr(err)
 		}
 	}
