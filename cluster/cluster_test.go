@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -56,6 +57,20 @@ func TestReadBarrierOnFollower(t *testing.T) {
 func TestStatusAndReadiness(t *testing.T) {
 	tc := newTestCluster(t, 3)
 	leader := tc.waitLeader(5 * time.Second)
+	// Not ready until the initial state (the default project) exists.
+	eventually(t, 3*time.Second, "leader waiting for the initial state", func() bool {
+		ok, why := leader.c.Readiness()
+		return !ok && strings.Contains(why, "initial state")
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	cmd, err := fsm.BootstrapCommand(fsm.MillisOf(time.Now()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := leader.c.Apply(ctx, cmd); err != nil {
+		t.Fatal(err)
+	}
 	for _, n := range tc.running() {
 		eventually(t, 3*time.Second, n.id+" ready", func() bool { ok, _ := n.c.Readiness(); return ok })
 		var st Status

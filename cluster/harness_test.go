@@ -5,12 +5,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/chime-sched/chime/chimetest/loopback"
 	"github.com/chime-sched/chime/fsm"
 )
 
@@ -24,27 +24,6 @@ type testNode struct {
 	expect               int
 	join                 []string
 	c                    *Cluster
-}
-
-// freePort returns a loopback port free for both TCP and UDP (gossip uses both).
-func freePort(t *testing.T) int {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		port := l.Addr().(*net.TCPAddr).Port
-		l.Close()
-		u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
-		if err != nil {
-			continue
-		}
-		u.Close()
-		return port
-	}
-	t.Fatal("no free port")
-	return 0
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -90,8 +69,8 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 		tc.nodes = append(tc.nodes, &testNode{
 			id:         fmt.Sprintf("n%d", i+1),
 			dir:        t.TempDir(),
-			raftAddr:   fmt.Sprintf("127.0.0.1:%d", freePort(t)),
-			gossipAddr: fmt.Sprintf("127.0.0.1:%d", freePort(t)),
+			raftAddr:   fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(t)),
+			gossipAddr: fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(t)),
 			key:        "test-key",
 			expect:     size,
 		})

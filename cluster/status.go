@@ -5,6 +5,7 @@ import (
 	"sort"
 	"time"
 
+	"github.com/chime-sched/chime/fsm"
 	"github.com/hashicorp/raft"
 )
 
@@ -135,6 +136,12 @@ func (c *Cluster) Readiness() (bool, string) {
 	}
 	if applied < commit {
 		return false, fmt.Sprintf("catching up: applied index %d of commit index %d", applied, commit)
+	}
+	// A new cluster is usable once its leader has written the initial state
+	// (the default project): before that a caught-up follower would answer
+	// "project not found" to the first client.
+	if _, err := c.fsm.State().Project(fsm.DefaultProject); err != nil {
+		return false, "waiting for the initial state (the default project)"
 	}
 	return true, ""
 }

@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -23,6 +22,7 @@ import (
 	"time"
 
 	"github.com/chime-sched/chime/api"
+	"github.com/chime-sched/chime/chimetest/loopback"
 	"github.com/chime-sched/chime/client/webhook"
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/dispatch"
@@ -89,31 +89,13 @@ type node struct {
 	http *httptest.Server
 }
 
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if u, err := net.ListenPacket("udp", addr); err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free tcp+udp port")
-	return ""
-}
-
 // startNode runs a single-node cluster with the whole pipeline; targets is
 // the dispatcher's outbound address policy.
 func startNode(t *testing.T, targets dispatch.TargetPolicy) *node {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), GossipAddr: freeAddr(t), HTTPAddr: "127.0.0.1:1",
+		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
 		BootstrapExpect: 1, ClusterName: "test", Version: "test", Logger: logger, FSM: fsm.New(logger),
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
