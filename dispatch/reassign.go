@@ -156,7 +156,7 @@ func (r *Reassigner) plan(st *fsm.State, now time.Time) []fsm.Assignment {
 		if d.NextAttemptAt < due {
 			a.NextAttemptAt = due
 		}
-		r.logger.Debug("reassigning", "delivery", d.ID, "from", d.AssignedNode, "to", a.Node, "why", why)
+		r.logger.Debug("reassigning", "delivery_id", d.ID, "from", d.AssignedNode, "to", a.Node, "why", why)
 		out = append(out, a)
 	}
 	for _, node := range st.AssignedNodes() {

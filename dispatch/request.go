@@ -36,6 +36,24 @@ type Envelope struct {
 	Occurrence *EnvelopeOcc    `json:"occurrence,omitempty"`
 }
 
+// lifecycleBody is the envelope of an event Chime raises about its own
+// objects. As in 001, the object, its id, "changes" and "initiatorId" sit
+// beside "event" and "timestamp" instead of under "data".
+func lifecycleBody(env Envelope) ([]byte, error) {
+	fields := map[string]json.RawMessage{}
+	if err := json.Unmarshal(env.Data, &fields); err != nil {
+		return nil, err
+	}
+	for k, v := range map[string]any{"event": env.Event, "timestamp": env.Timestamp, "eventId": env.EventID} {
+		b, err := json.Marshal(v)
+		if err != nil {
+			return nil, err
+		}
+		fields[k] = b
+	}
+	return json.Marshal(fields)
+}
+
 // EnvelopeJob names the job that fired.
 type EnvelopeJob struct {
 	ID   string `json:"id"`
@@ -130,7 +148,12 @@ func Prepare(st *fsm.State, d *fsm.Delivery, attempt int, now time.Time) (Prepar
 		if len(env.Data) == 0 {
 			env.Data = json.RawMessage("null")
 		}
-		if body, err = json.Marshal(env); err != nil {
+		if fsm.LifecycleEventTypes[env.Event] {
+			body, err = lifecycleBody(env)
+		} else {
+			body, err = json.Marshal(env)
+		}
+		if err != nil {
 			return p, fmt.Errorf("encode envelope of %s: %w", d.ID, err)
 		}
 	}

@@ -115,6 +115,8 @@ func TestPrepareCallbackAndEvent(t *testing.T) {
 		putCmd(t, fsm.TableOccurrences, &fsm.Occurrence{ID: "o2", JobID: "post", Project: "p", Number: 1, Status: fsm.OccurrencePending}),
 		putCmd(t, fsm.TableEndpoints, &fsm.Endpoint{ID: "ep", Project: "p", URL: "https://r.example/e", Secret: epSecret, Enabled: true}),
 		putCmd(t, fsm.TableEvents, &fsm.Event{ID: "evt1", Project: "p", Type: "invoice.paid", Status: fsm.EventPublished, IdempotencyKey: "inv-1"}),
+		putCmd(t, fsm.TableEvents, &fsm.Event{ID: "evt2", Project: "p", Type: fsm.EventJobPaused, Status: fsm.EventPublished,
+			Data: []byte(`{"initiatorId":"tok1","job":{"id":"post","status":"paused"},"jobId":"post"}`)}),
 	)
 	p, err := Prepare(st, &fsm.Delivery{ID: "d1", Project: "p", JobID: "get", OccurrenceID: "o1", MaxAttempts: 1}, 1, now)
 	if err != nil {
@@ -145,6 +147,15 @@ func TestPrepareCallbackAndEvent(t *testing.T) {
 	}
 	if p.Request.Headers[HeaderIdempotencyKey] != "inv-1" {
 		t.Errorf("event idempotency key %q", p.Request.Headers[HeaderIdempotencyKey])
+	}
+
+	// Chime's own events put their object beside "event", as in 001.
+	p, err = Prepare(st, &fsm.Delivery{ID: "d5", Project: "p", EventID: "evt2", EndpointID: "ep", MaxAttempts: 1, CreatedAt: fsm.MillisOf(now)}, 1, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := `{"event":"job.paused","eventId":"evt2","initiatorId":"tok1","job":{"id":"post","status":"paused"},"jobId":"post","timestamp":"2026-03-01T12:00:00Z"}`; string(p.Request.Body) != want {
+		t.Errorf("lifecycle envelope\n got %s\nwant %s", p.Request.Body, want)
 	}
 
 	_, err = Prepare(st, &fsm.Delivery{ID: "d4", Project: "p", EventID: "evt1", EndpointID: "deleted"}, 1, now)

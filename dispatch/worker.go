@@ -226,7 +226,7 @@ func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
 	if err != nil {
 		// Nothing can be sent: dead-letter it now with the reason, so it
 		// does not wait for a lease to pass again and again.
-		w.logger.Warn("delivery cannot be prepared; dead-lettering it", "delivery", d.ID, "err", err)
+		w.logger.Error("delivery cannot be prepared; dead-lettering it", "delivery_id", d.ID, "job_id", d.JobID, "event_id", d.EventID, "endpoint_id", d.EndpointID, "error", err)
 		res.Status, res.Attempt.Error = fsm.DeliveryDeadLetter, err.Error()
 		w.inflight[d.ID] = d.Fence
 		w.calls.Add(1)
@@ -234,7 +234,7 @@ func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
 		return true
 	}
 	if p.Request.Timeout+startMargin > d.LeaseUntil.Time().Sub(now) {
-		w.logger.Debug("lease too short to start; leaving it to the leader", "delivery", d.ID, "lease", d.LeaseUntil.Time())
+		w.logger.Debug("lease too short to start; leaving it to the leader", "delivery_id", d.ID, "lease", d.LeaseUntil.Time())
 		return false
 	}
 	w.inflight[d.ID] = d.Fence
@@ -268,10 +268,12 @@ func (w *Dispatcher) judge(d *fsm.Delivery, p Prepared, attempt int, res fsm.Del
 		res.Status = fsm.DeliverySucceeded
 	case out.Gone && p.Endpoint:
 		res.Status, res.Gone = fsm.DeliveryDeadLetter, true
+		w.logDeadLetter(d, attempt, res.Attempt)
 	default:
 		delay, retry := NextDelay(p.Policy, attempt, out.RetryAfter, w.cfg.Rand)
 		if !retry {
 			res.Status = fsm.DeliveryDeadLetter
+			w.logDeadLetter(d, attempt, res.Attempt)
 			break
 		}
 		next := fsm.MillisOf(now.Add(delay))
@@ -279,6 +281,13 @@ func (w *Dispatcher) judge(d *fsm.Delivery, p Prepared, attempt int, res fsm.Del
 		res.LeaseUntil = fsm.LeaseUntil(next, p.Request.Timeout)
 	}
 	return res
+}
+
+// logDeadLetter logs a delivery's last failed attempt at error level, as 002
+// asks ("useful for alerting"); the dead letter itself is in Raft.
+func (w *Dispatcher) logDeadLetter(d *fsm.Delivery, attempt int, a fsm.Attempt) {
+	w.logger.Error("delivery dead-lettered", "delivery_id", d.ID, "job_id", d.JobID, "event_id", d.EventID,
+		"endpoint_id", d.EndpointID, "attempts", attempt, "status_code", a.StatusCode, "error", a.Error)
 }
 
 // report batches results into DeliveryResults commands until results is
@@ -333,7 +342,7 @@ func (w *Dispatcher) commit(batch []fsm.DeliveryResult) {
 		if err == nil {
 			for i, r := range res.Results {
 				if r.Err != nil {
-					w.logger.Info("delivery result refused", "delivery", batch[i].DeliveryID, "err", r.Err)
+					w.logger.Info("delivery result refused", "delivery_id", batch[i].DeliveryID, "err", r.Err)
 				}
 			}
 			return

@@ -12,6 +12,9 @@ import (
 type applier struct {
 	txn   *memdb.Txn
 	index uint64
+	// endpoints caches each project's endpoints for lifecycle events during
+	// one command (see subscribers).
+	endpoints map[string][]*Endpoint
 }
 
 func (a *applier) command(data []byte, nested bool) *Result {
@@ -214,7 +217,26 @@ func (a *applier) put(b *Put) *Error {
 	}
 	rec.setIndexes(created, a.index)
 	a.mustInsert(t.name, rec)
+	a.putRaises(existing, rec, b.Initiator)
 	return nil
+}
+
+// putRaises raises the lifecycle event of an API write: any change of a job,
+// and an endpoint being disabled. Writes without an initiator (tokens, the
+// bootstrap) raise nothing.
+func (a *applier) putRaises(existing, rec record, initiator string) {
+	switch r := rec.(type) {
+	case *Job:
+		if initiator != "" {
+			old, _ := existing.(*Job)
+			a.jobChanged(old, r, initiator)
+		}
+	case *Endpoint:
+		a.endpoints = nil // the subscriber set may have changed
+		if old, _ := existing.(*Endpoint); initiator != "" && old != nil && old.Enabled && !r.Enabled {
+			a.endpointDisabled(r.UpdatedAt, r, initiator)
+		}
+	}
 }
 
 func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
@@ -235,6 +257,9 @@ func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
 		}
 	}
 	a.mustDelete(t.name, existing)
+	if t.name == TableEndpoints {
+		a.endpoints = nil // the subscriber set changed
+	}
 	return nil
 }
 

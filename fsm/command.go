@@ -89,6 +89,9 @@ type Put struct {
 	Record   []byte `msgpack:"rec,omitempty"`
 	IfIndex  uint64 `msgpack:"ifidx,omitempty"`
 	IfAbsent bool   `msgpack:"ifabsent,omitempty"`
+	// Initiator is the token id behind a write through the API; a job or
+	// endpoint written with one raises its lifecycle event (lifecycle.go).
+	Initiator string `msgpack:"by,omitempty"`
 }
 
 // Delete removes one record by id ("deliveryID/number" for attempts, see
@@ -101,8 +104,9 @@ type Delete struct {
 
 // PutOptions are the optimistic-concurrency conditions of a Put.
 type PutOptions struct {
-	IfIndex  uint64
-	IfAbsent bool
+	IfIndex   uint64
+	IfAbsent  bool
+	Initiator string // the token id of the API caller, for lifecycle events
 }
 
 // ---------------------------------------------------------------------------
@@ -233,7 +237,7 @@ func PutCommand(table string, rec any, opts PutOptions) ([]byte, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm: encode %s record: %w", table, err)
 	}
-	return Encode(CmdPut, &Put{Table: table, Record: body, IfIndex: opts.IfIndex, IfAbsent: opts.IfAbsent})
+	return Encode(CmdPut, &Put{Table: table, Record: body, IfIndex: opts.IfIndex, IfAbsent: opts.IfAbsent, Initiator: opts.Initiator})
 }
 
 // DeleteCommand deletes the record id of table (see AttemptID for attempts).

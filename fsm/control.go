@@ -49,6 +49,8 @@ type OccurrenceControl struct {
 	Action  string   `msgpack:"act"`
 	IDs     []string `msgpack:"ids"`
 	Project string   `msgpack:"proj"` // the caller's project: another project's occurrence is not found
+	// Initiator is the token id of the caller, for the lifecycle events.
+	Initiator string `msgpack:"by,omitempty"`
 }
 
 // DeliveryControlCommand encodes c.
@@ -120,7 +122,7 @@ func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
 		return conflict("status", "occurrence %q is already %s", id, cur.Status)
 	}
 	if c.Action == ActionSkip {
-		a.finishOccurrence(cur, OccurrenceSkipped, c.At, nil)
+		a.finishOccurrence(cur, OccurrenceSkipped, c.At, nil, c.Initiator)
 		for _, d := range a.state().DeliveriesByOccurrence(id) {
 			if !d.Terminal() {
 				a.cancelDelivery(d, c.At)
@@ -129,7 +131,7 @@ func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
 		return nil
 	}
 	job, _ := a.first(TableJobs, IndexID, cur.JobID).(*Job)
-	a.finishOccurrence(cur, OccurrenceCompleted, c.At, job)
+	a.finishOccurrence(cur, OccurrenceCompleted, c.At, job, c.Initiator)
 	return nil
 }
 

@@ -38,9 +38,13 @@
 //     occurrence for a slot; a delivery's fence is the Raft index of the
 //     command that last assigned it, and DeliveryResults are accepted only
 //     under the current fence; Assign and the retry/release actions move the
-//     fence. Auto-completion of occurrences and endpoint auto-disable (with
-//     its endpoint.disabled event, id derived from the index) happen in the
-//     same transaction as the result that causes them.
+//     fence. Auto-completion of occurrences and endpoint auto-disable happen
+//     in the same transaction as the result that causes them.
+//   - Lifecycle events (001: job.created … endpoint.disabled, lifecycle.go)
+//     are raised here, in the transaction of the change, with ids derived
+//     from the Raft index, and only when an endpoint of the project is
+//     subscribed to the type; API writes carry the caller's token id
+//     (initiatorId). The poller fans them out like published events.
 //   - The applied index and term are stored in memdb in the same transaction
 //     as the data, so a State's Index always matches what it shows and a
 //     snapshot's header index is exact.

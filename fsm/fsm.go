@@ -41,6 +41,8 @@ type FSM struct {
 	mu      sync.Mutex    // guards notify and waiting
 	notify  chan struct{} // closed (and replaced) when applied advances, if waiting
 	waiting bool
+
+	feed feed // local change feed (feed.go)
 }
 
 var (
@@ -75,6 +77,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		return out
 	}
 	txn := f.store.Load().db.Txn(true)
+	track := f.feed.active()
+	if track {
+		txn.TrackChanges()
+	}
 	a := applier{txn: txn}
 	defer func() {
 		txn.Abort() // no-op after Commit; releases the writer lock on panic
@@ -95,6 +101,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	a.mustInsert(tableMeta, &meta{Key: metaKey, Index: last.Index, Term: last.Term})
 	txn.Commit()
 	f.setApplied(last.Index)
+	if track {
+		f.feed.publish(last.Index, txn.Changes())
+	}
 	return out
 }
 
@@ -167,6 +176,7 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	old := f.store.Swap(newStore(db))
 	close(old.abandonCh)
 	f.setApplied(hdr.Index)
+	f.feed.resetAll("the state was restored from a snapshot")
 	f.logger.Info("fsm: restored snapshot", "raft_index", hdr.Index, "counts", hdr.Counts)
 	return nil
 }

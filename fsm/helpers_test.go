@@ -175,7 +175,8 @@ func fullOccurrence(id, job, project string, n int64, status string, done Millis
 
 func fullEvent(id, project, status string, at Millis) *Event {
 	return &Event{ID: id, Project: project, Type: "order.created", Data: []byte(`{"order":42}`), ScheduledAt: at,
-		PublishedAt: 1700000000400, Status: status, IdempotencyKey: "idem-" + id, InitiatorID: "tok-1", CreatedAt: 1700000000000}
+		PublishedAt: 1700000000400, Status: status, IdempotencyKey: "idem-" + id, InitiatorID: "tok-1", SkipEndpoint: "ep-0", OnlyEndpoint: "ep-1",
+		CreatedAt: 1700000000000}
 }
 
 func fullDelivery(id, project, node, status string, next, lease, done Millis) *Delivery {
@@ -220,5 +221,9 @@ func fill(t testing.TB, h *harness) {
 		put(t, TableAttempts, fullAttempt("del-1", 1)),
 		put(t, TableAttempts, fullAttempt("del-1", 2)),
 		put(t, TableAttempts, fullAttempt("del-2", 1)),
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p1/key-1", Fingerprint: "fp", Status: 201, Body: []byte(`{"id":"job-1"}`),
+			ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Status: 200, Body: []byte(`{}`),
+			ClaimUntil: 1700000000200, CreatedAt: 1700000000001, ExpiresAt: 1700086400001}),
 	)
 }

@@ -1,10 +1,6 @@
 package fsm
 
-import (
-	"encoding/json"
-	"fmt"
-	"strconv"
-)
+import "fmt"
 
 // The fire-and-deliver pipeline's commands. The leader's poller and the
 // nodes' dispatchers decide (what fires, where a delivery runs, when it is
@@ -16,15 +12,14 @@ import (
 // disable an endpoint (001).
 const EndpointFailureLimit = 10
 
-// EventEndpointDisabled is the event type emitted when an endpoint is
-// disabled automatically.
-const EventEndpointDisabled = "endpoint.disabled"
-
 // Fire is one poller tick or one manual trigger.
 type Fire struct {
-	At     Millis      `msgpack:"at,omitempty"`
-	Jobs   []JobFire   `msgpack:"jobs,omitempty"`
-	Events []EventFire `msgpack:"events,omitempty"`
+	At Millis `msgpack:"at,omitempty"`
+	// Initiator is the token id of a manual trigger ("" for the poller), for
+	// the occurrence.created event.
+	Initiator string      `msgpack:"by,omitempty"`
+	Jobs      []JobFire   `msgpack:"jobs,omitempty"`
+	Events    []EventFire `msgpack:"events,omitempty"`
 }
 
 // JobFire is what one job does in a tick.
@@ -105,6 +100,9 @@ type Assignment struct {
 type Prune struct {
 	Before Millis `msgpack:"before"`
 	Limit  int    `msgpack:"limit"`
+	// IdempotencyBefore also removes up to Limit remembered Idempotency-Key
+	// answers that expired at or before it (0: none).
+	IdempotencyBefore Millis `msgpack:"idem,omitempty"`
 }
 
 func (a *applier) state() *State { return &State{txn: a.txn} }
@@ -121,11 +119,11 @@ func eachItem[T any](a *applier, items []T, apply func(*T) *Error) []*Result {
 
 // fire applies a Fire; one result per job, then one per event.
 func (a *applier) fire(f *Fire) []*Result {
-	jobs := eachItem(a, f.Jobs, func(jf *JobFire) *Error { return a.jobFire(f.At, jf) })
+	jobs := eachItem(a, f.Jobs, func(jf *JobFire) *Error { return a.jobFire(f.At, jf, f.Initiator) })
 	return append(jobs, eachItem(a, f.Events, func(ef *EventFire) *Error { return a.eventFire(f.At, ef) })...)
 }
 
-func (a *applier) jobFire(at Millis, jf *JobFire) *Error {
+func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 	job := jf.Job
 	cur, _ := a.first(TableJobs, IndexID, job.ID).(*Job)
 	switch {
@@ -160,6 +158,7 @@ func (a *applier) jobFire(at Millis, jf *JobFire) *Error {
 		o := *jf.Occurrence
 		o.setIndexes(a.index, a.index)
 		a.mustInsert(TableOccurrences, &o)
+		a.occurrenceEvent(EventOccurrenceCreated, &o, initiator)
 	}
 	for _, id := range jf.Missed {
 		o, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence)
@@ -170,6 +169,7 @@ func (a *applier) jobFire(at Millis, jf *JobFire) *Error {
 		m.Status, m.CompletedAt = OccurrenceMissed, at
 		m.setIndexes(o.CreateIndex, a.index)
 		a.mustInsert(TableOccurrences, &m)
+		a.occurrenceEvent(EventOccurrenceMissed, &m, "")
 	}
 	a.insertDeliveries(jf.Deliveries)
 	return nil
@@ -280,9 +280,15 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 	}
 	d.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableDeliveries, &d)
-
-	if d.EndpointID != "" {
-		a.endpointHealth(at, &d, r.Gone)
+	// A test call (POST /v1/endpoints/{id}/test) answers its caller and
+	// counts neither for nor against the endpoint.
+	if typ := a.eventType(&d); typ != EventWebhookTest {
+		if d.Status == DeliveryDeadLetter && typ != EventDeliveryDeadLettered {
+			a.deadLettered(&d)
+		}
+		if d.EndpointID != "" {
+			a.endpointHealth(at, &d, r.Gone)
+		}
 	}
 	if d.Terminal() && d.OccurrenceID != "" {
 		a.completeOccurrenceIfDone(at, d.OccurrenceID)
@@ -320,28 +326,11 @@ func (a *applier) endpointHealth(at Millis, d *Delivery, gone bool) {
 	}
 	if reason != "" && ep.Enabled {
 		ep.Enabled, ep.DisabledReason = false, reason
-		a.emit(at, ep.Project, EventEndpointDisabled, DerivedID("evt", at, ep.ID, "disabled", strconv.FormatUint(a.index, 10)), map[string]any{
-			"endpoint":            map[string]any{"id": ep.ID, "url": ep.URL, "description": ep.Description},
-			"reason":              reason,
-			"consecutiveFailures": ep.ConsecutiveFailures,
-		})
+		a.endpointDisabled(at, &ep, "")
 	}
 	ep.UpdatedAt = at
 	ep.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableEndpoints, &ep)
-}
-
-// emit schedules an event the FSM itself raises; the poller fans it out like
-// any published event. Its id derives from the Raft index, so every replica
-// creates the same one.
-func (a *applier) emit(at Millis, project, typ, id string, data map[string]any) {
-	b, err := json.Marshal(data) // map keys are sorted: deterministic
-	if err != nil {
-		panic(fmt.Sprintf("fsm: encode %s event at raft index %d: %v", typ, a.index, err))
-	}
-	ev := &Event{ID: id, Project: project, Type: typ, Data: b, ScheduledAt: at, Status: EventScheduled, CreatedAt: at}
-	ev.setIndexes(a.index, a.index)
-	a.mustInsert(TableEvents, ev)
 }
 
 // completeOccurrenceIfDone completes a pending occurrence once all of its
@@ -359,7 +348,7 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 		return
 	}
 	if a.allDeliveriesTerminal(occID) {
-		a.finishOccurrence(o, OccurrenceCompleted, at, job)
+		a.finishOccurrence(o, OccurrenceCompleted, at, job, "")
 	}
 }
 
@@ -367,11 +356,16 @@ func (a *applier) completeOccurrenceIfDone(at Millis, occID string) {
 // the job's LastCompletedAt, which only feeds the cooldown rule: a job
 // without a cooldown is not rewritten (a job write updates all of its
 // indexes, and completions are the hot path).
-func (a *applier) finishOccurrence(cur *Occurrence, status string, at Millis, job *Job) {
+func (a *applier) finishOccurrence(cur *Occurrence, status string, at Millis, job *Job, initiator string) {
 	o := *cur
 	o.Status, o.CompletedAt = status, at
 	o.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableOccurrences, &o)
+	typ := EventOccurrenceCompleted
+	if status == OccurrenceSkipped {
+		typ = EventOccurrenceSkipped
+	}
+	a.occurrenceEvent(typ, &o, initiator)
 	if status == OccurrenceCompleted && job != nil && job.CooldownMs > 0 && job.LastCompletedAt < at {
 		j := *job
 		j.LastCompletedAt = at
@@ -442,6 +436,20 @@ func (a *applier) prune(p *Prune) *Result {
 	}
 	for _, o := range done {
 		a.mustDelete(TableOccurrences, o)
+	}
+	if p.IdempotencyBefore != 0 {
+		var expired []*IdempotencyRecord
+		it := st.iter(TableIdempotency, IndexExpires)
+		for obj := it.Next(); obj != nil && len(expired) < p.Limit; obj = it.Next() {
+			r := obj.(*IdempotencyRecord)
+			if r.ExpiresAt > p.IdempotencyBefore {
+				break
+			}
+			expired = append(expired, r)
+		}
+		for _, r := range expired {
+			a.mustDelete(TableIdempotency, r)
+		}
 	}
 	return res
 }

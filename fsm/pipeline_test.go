@@ -179,8 +179,9 @@ func TestEndpointDisabledAfterConsecutiveFailuresAndOn410(t *testing.T) {
 	if ep, _ := h.f.State().Endpoint("ep1"); ep.ConsecutiveFailures != 0 || !ep.Enabled {
 		t.Fatalf("after a success: %+v", ep)
 	}
-	// A fresh endpoint fails ten times in a row.
+	// A fresh endpoint fails ten times in a row; another one listens.
 	h.ok(put(t, TableEndpoints, &Endpoint{ID: "ep2", Project: "p", URL: "https://x.test", Enabled: true}))
+	h.ok(put(t, TableEndpoints, &Endpoint{ID: "watch", Project: "p", URL: "https://w.test", Enabled: true, EventTypes: []string{"endpoint.*"}}))
 	var d2 []Delivery
 	for i := range EndpointFailureLimit {
 		d2 = append(d2, dlv(fmt.Sprintf("f%02d", i), "", "ep2"))
@@ -206,8 +207,12 @@ func TestEndpointDisabledAfterConsecutiveFailuresAndOn410(t *testing.T) {
 		t.Fatal("no endpoint.disabled event scheduled")
 	}
 	var data map[string]any
-	if err := json.Unmarshal(disabled.Data, &data); err != nil || data["endpoint"].(map[string]any)["id"] != "ep2" {
+	if err := json.Unmarshal(disabled.Data, &data); err != nil || data["endpoint"].(map[string]any)["id"] != "ep2" ||
+		data["initiatorId"] != nil || data["consecutiveFailures"] != float64(EndpointFailureLimit) {
 		t.Fatalf("event data %s (%v)", disabled.Data, err)
+	}
+	if disabled.SkipEndpoint != "ep2" {
+		t.Fatalf("endpoint.disabled about ep2 does not skip it: %+v", disabled)
 	}
 
 	// 410 disables at once.
@@ -345,5 +350,20 @@ func TestPruneSkipsBusyOccurrencesWithoutStalling(t *testing.T) {
 	}
 	if _, err := st.Occurrence("o2"); err == nil {
 		t.Fatal("the busy occurrence used up the limit: o2 was not pruned")
+	}
+}
+
+func TestPruneRemovesExpiredIdempotencyRecords(t *testing.T) {
+	h := newHarness(t)
+	for i, exp := range []Millis{100, 200, 300} {
+		h.ok(put(t, TableIdempotency, &IdempotencyRecord{ID: fmt.Sprintf("default/k%d", i), ExpiresAt: exp}))
+	}
+	h.ok(must(t)(Encode(CmdPrune, Prune{Limit: 10})))
+	if n := h.f.State().Count(TableIdempotency); n != 3 {
+		t.Fatalf("a prune without IdempotencyBefore removed keys: %d left", n)
+	}
+	h.ok(must(t)(Encode(CmdPrune, Prune{Limit: 10, IdempotencyBefore: 200})))
+	if _, err := h.f.State().Idempotency("default/k2"); err != nil || h.f.State().Count(TableIdempotency) != 1 {
+		t.Fatalf("after pruning up to 200: %d left (%v)", h.f.State().Count(TableIdempotency), err)
 	}
 }

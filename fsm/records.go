@@ -224,9 +224,15 @@ type Event struct {
 	Status         string `msgpack:"status,omitempty"`
 	IdempotencyKey string `msgpack:"idem,omitempty"`
 	InitiatorID    string `msgpack:"init,omitempty"`
-	CreatedAt      Millis `msgpack:"cat,omitempty"`
-	CreateIndex    uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex    uint64 `msgpack:"mi,omitempty"`
+	// SkipEndpoint is an endpoint the event must not go to (the one an
+	// endpoint.disabled or delivery.dead_lettered event is about).
+	SkipEndpoint string `msgpack:"skip,omitempty"`
+	// OnlyEndpoint sends the event to that endpoint alone, subscribed or
+	// not, enabled or not (webhook.test).
+	OnlyEndpoint string `msgpack:"only,omitempty"`
+	CreatedAt    Millis `msgpack:"cat,omitempty"`
+	CreateIndex  uint64 `msgpack:"ci,omitempty"`
+	ModifyIndex  uint64 `msgpack:"mi,omitempty"`
 }
 
 // Delivery is one message to one destination, from an occurrence or an event.
@@ -295,6 +301,23 @@ func AttemptID(deliveryID string, number int) string {
 
 // record is what every table row implements, so that Put, Delete and the
 // snapshot code can treat the tables alike.
+// IdempotencyRecord remembers a POST sent with an Idempotency-Key header:
+// claimed while the first request runs, then its answer, until ExpiresAt
+// (24 hours). The API owns its meaning (api/idempotency.go).
+type IdempotencyRecord struct {
+	ID          string `msgpack:"id,omitempty"` // "<project>/<key>"
+	Fingerprint string `msgpack:"fp,omitempty"` // hash of method, path, query and body
+	// Status is the first answer's HTTP status; 0 while the first request
+	// runs, claimed until ClaimUntil.
+	Status      int    `msgpack:"status,omitempty"`
+	Body        []byte `msgpack:"body,omitempty"`
+	ClaimUntil  Millis `msgpack:"claim,omitempty"`
+	CreatedAt   Millis `msgpack:"cat,omitempty"`
+	ExpiresAt   Millis `msgpack:"exp,omitempty"`
+	CreateIndex uint64 `msgpack:"ci,omitempty"`
+	ModifyIndex uint64 `msgpack:"mi,omitempty"`
+}
+
 type record interface {
 	// key is the primary id as shown in messages and taken by CmdDelete.
 	key() string
@@ -304,10 +327,17 @@ type record interface {
 	setIndexes(create, modify uint64)
 }
 
-func (r *Project) key() string                  { return r.Name }
-func (r *Project) projectName() string          { return "" }
-func (r *Project) indexes() (uint64, uint64)    { return r.CreateIndex, r.ModifyIndex }
-func (r *Project) setIndexes(c, m uint64)       { r.CreateIndex, r.ModifyIndex = c, m }
+func (r *Project) key() string                   { return r.Name }
+func (r *Project) projectName() string           { return "" }
+func (r *Project) indexes() (uint64, uint64)     { return r.CreateIndex, r.ModifyIndex }
+func (r *Project) setIndexes(c, m uint64)        { r.CreateIndex, r.ModifyIndex = c, m }
+func (r *IdempotencyRecord) key() string         { return r.ID }
+func (r *IdempotencyRecord) projectName() string { return "" }
+func (r *IdempotencyRecord) indexes() (uint64, uint64) {
+	return r.CreateIndex, r.ModifyIndex
+}
+func (r *IdempotencyRecord) setIndexes(c, m uint64) { r.CreateIndex, r.ModifyIndex = c, m }
+
 func (r *Token) key() string                    { return r.ID }
 func (r *Token) projectName() string            { return r.Project }
 func (r *Token) indexes() (uint64, uint64)      { return r.CreateIndex, r.ModifyIndex }

@@ -20,6 +20,7 @@ const (
 	TableEvents      = "events"
 	TableDeliveries  = "deliveries"
 	TableAttempts    = "attempts"
+	TableIdempotency = "idempotency"
 )
 
 // Index names, for custom queries through State.Txn. Which table has which
@@ -41,6 +42,7 @@ const (
 	IndexJob           = "job"
 	IndexOccurrence    = "occurrence"
 	IndexEvent         = "event"
+	IndexExpires       = "expires"
 )
 
 // tableMeta holds one row: the Raft index and term of the last applied log.
@@ -455,6 +457,27 @@ var tableDefs = []*tableDef{
 		validate: func(r record) *Error {
 			if r.(*Attempt).DeliveryID == "" {
 				return invalid("deliveryId", "deliveryId is required")
+			}
+			return nil
+		},
+	},
+	{
+		// Not owned by a project (its id names one): a project whose only
+		// traces are remembered answers can still be deleted.
+		name: TableIdempotency, singular: "idempotency key", num: 9,
+		schema: &memdb.TableSchema{Name: TableIdempotency, Indexes: indexes(
+			index(IndexID, true, nil, str(func(r *IdempotencyRecord) string { return r.ID })),
+			index(IndexExpires, false, nil, millis(func(r *IdempotencyRecord) Millis { return r.ExpiresAt })),
+		)},
+		recordType: reflect.TypeFor[*IdempotencyRecord](),
+		decode:     decodeRecord[IdempotencyRecord],
+		idArgs:     stringID,
+		validate: func(r record) *Error {
+			switch rec := r.(*IdempotencyRecord); {
+			case rec.ID == "":
+				return invalid("id", "id is required")
+			case rec.ExpiresAt == 0:
+				return invalid("expiresAt", "an idempotency record needs an expiry")
 			}
 			return nil
 		},

@@ -233,6 +233,12 @@ func (s *State) Endpoints(project, after string, limit int) ([]*Endpoint, string
 	return list[Endpoint](s, TableEndpoints, IndexProject, prefixOf(project), after, limit)
 }
 
+// Idempotency returns the remembered answer of Idempotency-Key id
+// ("<project>/<key>"), or ErrNotFound.
+func (s *State) Idempotency(id string) (*IdempotencyRecord, error) {
+	return get[IdempotencyRecord](s, TableIdempotency, fmt.Sprintf("idempotency key %q", id), id)
+}
+
 // ---------------------------------------------------------------------------
 // Jobs.
 

@@ -261,7 +261,8 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
 		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
-		TableAttempts: {IndexID},
+		TableAttempts:    {IndexID},
+		TableIdempotency: {IndexID, IndexExpires}, // Prune reads expires
 	}
 	for _, td := range tableDefs {
 		var have []string

@@ -1,10 +1,8 @@
 package scheduler
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
 
 	"github.com/chime-sched/chime/cluster"
@@ -19,28 +17,6 @@ import (
 // CallbackDestination is the destination part of the id of a job's inline
 // callback delivery (endpoint deliveries use the endpoint id).
 const CallbackDestination = "callback"
-
-// Matches reports whether an event type matches one subscription pattern:
-// "*" matches everything, "invoice.*" matches "invoice.paid" and
-// "invoice.line.added" (but not "invoice" itself), anything else is exact.
-func Matches(pattern, eventType string) bool {
-	switch {
-	case pattern == "*":
-		return true
-	case strings.HasSuffix(pattern, ".*"):
-		return strings.HasPrefix(eventType, pattern[:len(pattern)-1])
-	}
-	return pattern == eventType
-}
-
-func subscribed(ep *fsm.Endpoint, eventType string) bool {
-	for _, p := range ep.EventTypes {
-		if Matches(p, eventType) {
-			return true
-		}
-	}
-	return false
-}
 
 // fanout builds deliveries for one tick (or one trigger). It caches each
 // project's endpoints for the tick, since many jobs of a project fire at once.
@@ -93,7 +69,7 @@ func (f *fanout) jobDeliveries(job *fsm.Job, occ *fsm.Occurrence) []fsm.Delivery
 	}
 	if job.EventType != "" {
 		for _, ep := range f.projectEndpoints(job.Project) {
-			if subscribed(ep, job.EventType) {
+			if ep.Subscribed(job.EventType) {
 				out = append(out, f.delivery(job.Project, occ.ID, ep.ID, ep.TimeoutMs, ep.Retry.MaxAttempts, occ.ScheduledFor, !ep.Enabled))
 			}
 		}
@@ -105,25 +81,24 @@ func (f *fanout) jobDeliveries(job *fsm.Job, occ *fsm.Occurrence) []fsm.Delivery
 }
 
 // eventDeliveries: every endpoint of the project subscribed to the event's
-// type. An endpoint.disabled event never goes to the endpoint it is about.
+// type but the one it must skip (an endpoint.disabled event never goes to
+// the endpoint it is about), or the one endpoint it is for (webhook.test: sent
+// even to a disabled endpoint, since checking it is the point, and tried
+// once: its caller waits for the answer).
 func (f *fanout) eventDeliveries(ev *fsm.Event) []fsm.Delivery {
-	skip := ""
-	if ev.Type == fsm.EventEndpointDisabled {
-		var about struct {
-			Endpoint struct {
-				ID string `json:"id"`
-			} `json:"endpoint"`
-		}
-		if json.Unmarshal(ev.Data, &about) == nil {
-			skip = about.Endpoint.ID
-		}
-	}
 	var out []fsm.Delivery
 	for _, ep := range f.projectEndpoints(ev.Project) {
-		if ep.ID == skip || !subscribed(ep, ev.Type) {
+		held, attempts := !ep.Enabled, ep.Retry.MaxAttempts
+		switch {
+		case ev.OnlyEndpoint != "":
+			if ep.ID != ev.OnlyEndpoint {
+				continue
+			}
+			held, attempts = false, 1
+		case ep.ID == ev.SkipEndpoint || !ep.Subscribed(ev.Type):
 			continue
 		}
-		d := f.delivery(ev.Project, ev.ID, ep.ID, ep.TimeoutMs, ep.Retry.MaxAttempts, ev.ScheduledAt, !ep.Enabled)
+		d := f.delivery(ev.Project, ev.ID, ep.ID, ep.TimeoutMs, attempts, ev.ScheduledAt, held)
 		d.EventID = ev.ID
 		out = append(out, d)
 	}

@@ -10,25 +10,6 @@ import (
 	"github.com/hashicorp/raft"
 )
 
-func TestMatches(t *testing.T) {
-	for _, c := range []struct {
-		pattern, typ string
-		want         bool
-	}{
-		{"*", "invoice.paid", true},
-		{"invoice.*", "invoice.paid", true},
-		{"invoice.*", "invoice.line.added", true},
-		{"invoice.*", "invoice", false},
-		{"invoice.*", "invoices.paid", false},
-		{"invoice.paid", "invoice.paid", true},
-		{"invoice.paid", "invoice.paid.late", false},
-	} {
-		if got := Matches(c.pattern, c.typ); got != c.want {
-			t.Errorf("Matches(%q, %q) = %v", c.pattern, c.typ, got)
-		}
-	}
-}
-
 func applyAll(t *testing.T, f *fsm.FSM, first uint64, cmds ...[]byte) {
 	t.Helper()
 	for i, c := range cmds {

@@ -127,7 +127,7 @@ func (p *Poller) run(ctx context.Context, done chan struct{}) {
 		now := p.cfg.Now()
 		st := p.c.FSM().State()
 		progress, more := p.tick(ctx, st, now)
-		if p.cfg.Retention > 0 && now.Sub(lastPrune) >= pruneEvery {
+		if now.Sub(lastPrune) >= pruneEvery {
 			lastPrune = now
 			p.prune(ctx, now)
 		}
@@ -291,9 +291,14 @@ func (p *Poller) apply(ctx context.Context, c *fsm.Fire) (applied int, retry boo
 	return applied, retry
 }
 
-// prune removes terminal history older than the retention period.
+// prune removes terminal history older than the retention period (none when
+// history is kept forever) and expired Idempotency-Key answers.
 func (p *Poller) prune(ctx context.Context, now time.Time) {
-	cmd, err := fsm.Encode(fsm.CmdPrune, &fsm.Prune{Before: fsm.MillisOf(now.Add(-p.cfg.Retention)), Limit: pruneLimit})
+	prune := &fsm.Prune{Limit: pruneLimit, IdempotencyBefore: fsm.MillisOf(now)}
+	if p.cfg.Retention > 0 {
+		prune.Before = fsm.MillisOf(now.Add(-p.cfg.Retention))
+	}
+	cmd, err := fsm.Encode(fsm.CmdPrune, prune)
 	if err != nil {
 		p.logger.Error("encode prune command", "err", err)
 		return

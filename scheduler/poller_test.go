@@ -2,7 +2,6 @@ package scheduler
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"sync"
@@ -171,11 +170,11 @@ func TestPollerPublishesEvents(t *testing.T) {
 		cmd, _ := fsm.PutCommand(fsm.TableEndpoints, ep, fsm.PutOptions{})
 		c.Apply(t.Context(), cmd)
 	}
-	data, _ := json.Marshal(map[string]any{"endpoint": map[string]any{"id": "c"}})
 	for _, ev := range []*fsm.Event{
 		{ID: "e1", Project: "p", Type: "invoice.paid", ScheduledAt: fsm.MillisOf(t0), Status: fsm.EventScheduled},
 		{ID: "e2", Project: "p", Type: "invoice.paid", ScheduledAt: fsm.MillisOf(t0.Add(time.Hour)), Status: fsm.EventScheduled},
-		{ID: "e3", Project: "p", Type: fsm.EventEndpointDisabled, Data: data, ScheduledAt: fsm.MillisOf(t0), Status: fsm.EventScheduled},
+		{ID: "e4", Project: "p", Type: fsm.EventWebhookTest, OnlyEndpoint: "c", ScheduledAt: fsm.MillisOf(t0), Status: fsm.EventScheduled},
+		{ID: "e3", Project: "p", Type: fsm.EventEndpointDisabled, SkipEndpoint: "c", ScheduledAt: fsm.MillisOf(t0), Status: fsm.EventScheduled},
 	} {
 		cmd, _ := fsm.PutCommand(fsm.TableEvents, ev, fsm.PutOptions{})
 		c.Apply(t.Context(), cmd)
@@ -195,6 +194,9 @@ func TestPollerPublishesEvents(t *testing.T) {
 	}
 	if got := dests("e3"); len(got) != 1 || got["b"] != fsm.DeliveryPending {
 		t.Errorf("endpoint.disabled about c went to %v; want b only", got)
+	}
+	if got := dests("e4"); len(got) != 1 || got["c"] != fsm.DeliveryPending {
+		t.Errorf("webhook.test for disabled c went to %v; want c only, pending", got)
 	}
 	if e2, _ := st.Event("e2"); e2.Status != fsm.EventScheduled {
 		t.Error("an event scheduled later was published early")
