@@ -7,34 +7,16 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/chime-sched/chime/chimetest/loopback"
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	for range 50 {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		addr := l.Addr().String()
-		l.Close()
-		if u, err := net.ListenPacket("udp", addr); err == nil {
-			u.Close()
-			return addr
-		}
-	}
-	t.Fatal("no free port")
-	return ""
-}
 
 // newSingleNode starts a one-node cluster with the API in front of it.
 func newSingleNode(t *testing.T) *httptest.Server {
@@ -51,7 +33,7 @@ func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
 	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: freeAddr(t), GossipAddr: freeAddr(t), HTTPAddr: "127.0.0.1:1",
+		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
 		BootstrapExpect: 1, ClusterName: "test", Version: "test", Logger: logger, FSM: fsm.New(logger),
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,

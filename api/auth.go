@@ -142,6 +142,15 @@ func caller(c *gin.Context) *fsm.Token {
 	return nil
 }
 
+// initiator is the id of the request's token: the initiatorId of the
+// lifecycle events its writes raise.
+func initiator(c *gin.Context) string {
+	if tok := caller(c); tok != nil {
+		return tok.ID
+	}
+	return ""
+}
+
 // tokenJSON is a token as listed: never its secret.
 type tokenJSON struct {
 	ID        string     `json:"id"`

@@ -43,7 +43,7 @@ func (s *Server) changeEndpoint(c *gin.Context, change func(ep *fsm.Endpoint, no
 		}
 		ep.UpdatedAt = fsm.MillisOf(now)
 		out = ep
-		cmd, err := fsm.PutCommand(fsm.TableEndpoints, &ep, fsm.PutOptions{IfIndex: cur.ModifyIndex})
+		cmd, err := fsm.PutCommand(fsm.TableEndpoints, &ep, fsm.PutOptions{IfIndex: cur.ModifyIndex, Initiator: initiator(c)})
 		return s.apply(c, cmd, err)
 	})
 	return &out, err

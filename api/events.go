@@ -1,6 +1,7 @@
 package api
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -16,12 +17,63 @@ import (
 const MaxEventDelay = 100 * 366 * 24 * time.Hour
 
 // eventRequest is POST /v1/events (003): a type, its data, and optionally
-// when to publish it.
+// when to publish it. It is decoded from eventBody by UnmarshalJSON.
 type eventRequest struct {
-	Type           string          `json:"type"`
-	Data           json.RawMessage `json:"data"`
-	ScheduledAt    string          `json:"scheduledAt"`
-	IdempotencyKey string          `json:"idempotencyKey"`
+	Type           string
+	Data           json.RawMessage
+	ScheduledAt    string
+	IdempotencyKey string
+	// typeField and atField are the names Type and ScheduledAt came under,
+	// so that an error names the field the client sent.
+	typeField, atField string
+}
+
+// eventBody is the wire form of eventRequest. Besides our names it accepts
+// 003's, event_type and scheduled_run_time, so that 003's curl example works
+// as written. Every aliased name is a pointer so that presence is seen: a
+// field given under both names is refused rather than one silently winning.
+// (JSON null counts as absent, as for every other field.)
+type eventBody struct {
+	Type             *string         `json:"type"`
+	EventType        *string         `json:"event_type"`
+	ScheduledAt      *string         `json:"scheduledAt"`
+	ScheduledRunTime *string         `json:"scheduled_run_time"`
+	Data             json.RawMessage `json:"data"`
+	IdempotencyKey   string          `json:"idempotencyKey"`
+}
+
+// UnmarshalJSON decodes the body strictly (unknown fields are refused, as by
+// decodeJSON) and folds each alias into our name.
+func (r *eventRequest) UnmarshalJSON(b []byte) error {
+	var w eventBody
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&w); err != nil {
+		return err
+	}
+	var err error
+	if r.Type, r.typeField, err = aliased("type", w.Type, "event_type", w.EventType); err != nil {
+		return err
+	}
+	if r.ScheduledAt, r.atField, err = aliased("scheduledAt", w.ScheduledAt, "scheduled_run_time", w.ScheduledRunTime); err != nil {
+		return err
+	}
+	r.Data, r.IdempotencyKey = w.Data, w.IdempotencyKey
+	return nil
+}
+
+// aliased returns the value given under name or under its alias, and the name
+// it came under; both at once is a 400 naming the alias.
+func aliased(name string, v *string, alias string, av *string) (string, string, error) {
+	switch {
+	case v != nil && av != nil:
+		return "", "", badRequest(alias, fmt.Sprintf("%s is another name for %s: give one of them, not both", alias, name))
+	case av != nil:
+		return *av, alias, nil
+	case v != nil:
+		return *v, name, nil
+	}
+	return "", name, nil
 }
 
 type eventJSON struct {
@@ -55,10 +107,17 @@ func eventOut(e *fsm.Event) eventJSON {
 
 // buildEvent validates a publish request and returns the event to store.
 func (s *Server) buildEvent(req *eventRequest, project string, now time.Time) (*fsm.Event, error) {
-	if req.Type == "" {
-		return nil, badRequest("type", "type is required, e.g. invoice.paid")
+	typeField, atField := req.typeField, req.atField
+	if typeField == "" {
+		typeField = "type"
 	}
-	if err := validateEventType("type", req.Type); err != nil {
+	if atField == "" {
+		atField = "scheduledAt"
+	}
+	if req.Type == "" {
+		return nil, badRequest(typeField, typeField+" is required, e.g. invoice.paid")
+	}
+	if err := validateEventType(typeField, req.Type); err != nil {
 		return nil, err
 	}
 	if err := s.validateData("data", req.Data); err != nil {
@@ -66,12 +125,12 @@ func (s *Server) buildEvent(req *eventRequest, project string, now time.Time) (*
 	}
 	at := now
 	if req.ScheduledAt != "" {
-		t, err := parseTime("scheduledAt", req.ScheduledAt)
+		t, err := parseTime(atField, req.ScheduledAt)
 		if err != nil {
 			return nil, err
 		}
 		if t.After(now.Add(MaxEventDelay)) {
-			return nil, badRequest("scheduledAt", "scheduledAt is more than 100 years ahead")
+			return nil, badRequest(atField, atField+" is more than 100 years ahead")
 		}
 		// A time in the past is kept as given (the receiver sees when the
 		// event was meant for); the poller publishes it at once.

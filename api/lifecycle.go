@@ -53,7 +53,7 @@ func (s *Server) changeJob(c *gin.Context, change func(j *fsm.Job, now time.Time
 			return err
 		}
 		j.UpdatedAt = fsm.MillisOf(now)
-		cmd, err := fsm.PutCommand(fsm.TableJobs, &j, fsm.PutOptions{IfIndex: cur.ModifyIndex})
+		cmd, err := fsm.PutCommand(fsm.TableJobs, &j, fsm.PutOptions{IfIndex: cur.ModifyIndex, Initiator: initiator(c)})
 		return s.apply(c, cmd, err)
 	})
 	if err != nil {
@@ -241,7 +241,8 @@ func requestOf(j *fsm.Job) (jobRequest, error) {
 }
 
 // patchJob is PATCH /v1/jobs/{id}: the fields given replace the stored ones
-// (null clears one); the schedule is replaced as a whole when any of its
+// (null clears a list, a map or the payload; "" clears a string, and null
+// leaves a string or a number as it was); the schedule is replaced as a whole when any of its
 // fields is given, and its next fire is then computed from now, as for a new
 // job. Counters and the series stay. A completed job whose new schedule has
 // slots is active again; a cancelled job cannot be changed.

@@ -1,6 +1,8 @@
 package api
 
 import (
+	"encoding/json"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -171,4 +173,44 @@ func TestListJobsByNextFire(t *testing.T) {
 	}
 	want(t, do(t, srv, "GET", "/v1/jobs?from=soon", ""), 400)
 	want(t, do(t, srv, "GET", "/v1/jobs?from=2031-01-01T00:00:00Z&to=2030-01-01T00:00:00Z", ""), 400)
+}
+
+// TestLifecycleEventsThroughTheAPI: writes through the API raise 001's
+// lifecycle events for subscribed endpoints, with the caller's token id.
+func TestLifecycleEventsThroughTheAPI(t *testing.T) {
+	srv, c := newNode(t)
+	want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://example.com/audit","eventTypes":["job.*","occurrence.created"]}`), 201)
+	job := str(t, want(t, do(t, srv, "POST", "/v1/jobs", `{"name":"nightly","recurrenceSeconds":3600,"callbackUrl":"https://example.com/h"}`), 201).body, "id")
+	want(t, do(t, srv, "PATCH", "/v1/jobs/"+job, `{"name":"nightly-2"}`), 200)
+	want(t, do(t, srv, "POST", "/v1/jobs/"+job+"/pause", ""), 200)
+	want(t, do(t, srv, "POST", "/v1/jobs/"+job+"/trigger", ""), 201)
+
+	root := ""
+	for _, tok := range want(t, do(t, srv, "GET", "/v1/tokens", ""), 200).body["items"].([]any) {
+		root = tok.(map[string]any)["id"].(string)
+	}
+	evs, _ := c.FSM().State().Events(DefaultProject, "", 0)
+	got := map[string]map[string]any{}
+	for _, e := range evs {
+		var data map[string]any
+		if err := json.Unmarshal(e.Data, &data); err != nil {
+			t.Fatal(err)
+		}
+		got[e.Type] = data
+	}
+	for _, typ := range []string{fsm.EventJobCreated, fsm.EventJobUpdated, fsm.EventJobPaused, fsm.EventOccurrenceCreated} {
+		if got[typ] == nil || got[typ]["initiatorId"] != root {
+			t.Errorf("%s: %v (want initiatorId %q)", typ, got[typ], root)
+		}
+	}
+	if ch := got[fsm.EventJobUpdated]["changes"]; !reflect.DeepEqual(ch, map[string]any{"name": "nightly-2"}) {
+		t.Errorf("job.updated changes %v", ch)
+	}
+	if len(got) != 4 {
+		t.Errorf("raised %d types, want 4: %v", len(got), got)
+	}
+	// Chime's own types cannot be published.
+	if code, field := errorOf(t, do(t, srv, "POST", "/v1/events", `{"type":"job.created","data":{}}`)); code != "invalid_request" || field != "type" {
+		t.Errorf("publishing job.created: %s %s", code, field)
+	}
 }

@@ -126,7 +126,7 @@ func (s *Server) controlOccurrence(c *gin.Context, action string) error {
 		return err
 	}
 	cmd, err := fsm.OccurrenceControlCommand(fsm.OccurrenceControl{
-		At: fsm.MillisOf(s.cfg.Now()), Action: action, IDs: []string{o.ID}, Project: o.Project,
+		At: fsm.MillisOf(s.cfg.Now()), Action: action, IDs: []string{o.ID}, Project: o.Project, Initiator: initiator(c),
 	})
 	if err := s.applyOne(c, cmd, err); err != nil {
 		return err
@@ -167,7 +167,7 @@ func (s *Server) triggerJob(c *gin.Context) error {
 		if err != nil {
 			return err
 		}
-		cmd, err := fsm.Encode(fsm.CmdFire, &fsm.Fire{At: fsm.MillisOf(now), Jobs: []fsm.JobFire{jf}})
+		cmd, err := fsm.Encode(fsm.CmdFire, &fsm.Fire{At: fsm.MillisOf(now), Initiator: initiator(c), Jobs: []fsm.JobFire{jf}})
 		occID = jf.Occurrence.ID
 		return s.applyOne(c, cmd, err)
 	})

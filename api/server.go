@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/chime-sched/chime/cluster"
@@ -53,6 +54,9 @@ type Server struct {
 	cfg    Config
 	logger *slog.Logger
 	engine *gin.Engine
+
+	closing   chan struct{} // closed by CloseStreams
+	closeOnce sync.Once
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -74,7 +78,7 @@ func New(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	s := &Server{cfg: cfg, logger: cfg.Logger}
+	s := &Server{cfg: cfg, logger: cfg.Logger, closing: make(chan struct{})}
 	e := gin.New()
 	e.HandleMethodNotAllowed = true
 	e.RedirectTrailingSlash = false
@@ -104,49 +108,51 @@ func New(cfg Config) *Server {
 	v1.GET("/cluster/snapshot", clusterAdmin, s.handle(s.snapshot))
 	v1.POST("/cluster/restore", clusterAdmin, s.handle(s.restore))
 
-	v1.POST("/tokens", admin, s.handle(s.createToken))
+	v1.POST("/tokens", admin, s.idempotent, s.handle(s.createToken))
 	v1.GET("/tokens", admin, s.handle(s.listTokens))
 	v1.DELETE("/tokens/:id", admin, s.handle(s.revokeToken))
 
-	v1.POST("/projects", clusterAdmin, s.handle(s.createProject))
+	v1.POST("/projects", clusterAdmin, s.idempotent, s.handle(s.createProject))
 	v1.GET("/projects", read, s.handle(s.listProjects))
 	v1.GET("/projects/:name", read, s.handle(s.getProject))
 	v1.DELETE("/projects/:name", clusterAdmin, s.handle(s.deleteProject))
 
-	v1.POST("/jobs", write, s.handle(s.createJob))
+	v1.POST("/jobs", write, s.idempotent, s.handle(s.createJob))
 	v1.GET("/jobs", read, s.handle(s.listJobs))
 	v1.GET("/jobs/:id", read, s.handle(s.getJob))
-	v1.POST("/jobs/:id/trigger", write, s.handle(s.triggerJob))
-	v1.POST("/jobs/:id/pause", write, s.handle(s.pauseJob))
-	v1.POST("/jobs/:id/resume", write, s.handle(s.resumeJob))
-	v1.POST("/jobs/:id/archive", write, s.handle(s.archiveJob))
+	v1.POST("/jobs/:id/trigger", write, s.idempotent, s.handle(s.triggerJob))
+	v1.POST("/jobs/:id/pause", write, s.idempotent, s.handle(s.pauseJob))
+	v1.POST("/jobs/:id/resume", write, s.idempotent, s.handle(s.resumeJob))
+	v1.POST("/jobs/:id/archive", write, s.idempotent, s.handle(s.archiveJob))
 	v1.DELETE("/jobs/:id", write, s.handle(s.cancelJob))
 	v1.PATCH("/jobs/:id", write, s.handle(s.patchJob))
 	v1.POST("/schedules/preview", read, s.handle(s.previewSchedule))
 	v1.GET("/jobs/:id/occurrences", read, s.handle(s.listJobOccurrences))
 
 	v1.GET("/occurrences/:id", read, s.handle(s.getOccurrence))
-	v1.POST("/occurrences/:id/complete", write, s.handle(s.completeOccurrence))
-	v1.POST("/occurrences/:id/skip", write, s.handle(s.skipOccurrence))
+	v1.POST("/occurrences/:id/complete", write, s.idempotent, s.handle(s.completeOccurrence))
+	v1.POST("/occurrences/:id/skip", write, s.idempotent, s.handle(s.skipOccurrence))
 
-	v1.POST("/endpoints", write, s.handle(s.createEndpoint))
+	v1.POST("/endpoints", write, s.idempotent, s.handle(s.createEndpoint))
 	v1.GET("/endpoints", read, s.handle(s.listEndpoints))
 	v1.GET("/endpoints/:id", read, s.handle(s.getEndpoint))
-	v1.POST("/endpoints/:id/enable", write, s.handle(s.enableEndpoint))
-	v1.POST("/endpoints/:id/disable", write, s.handle(s.disableEndpoint))
+	v1.POST("/endpoints/:id/enable", write, s.idempotent, s.handle(s.enableEndpoint))
+	v1.POST("/endpoints/:id/disable", write, s.idempotent, s.handle(s.disableEndpoint))
 	v1.PATCH("/endpoints/:id", write, s.handle(s.patchEndpoint))
 	v1.DELETE("/endpoints/:id", write, s.handle(s.deleteEndpoint))
-	v1.POST("/endpoints/:id/rotate-secret", write, s.handle(s.rotateSecret))
+	v1.POST("/endpoints/:id/rotate-secret", write, s.idempotent, s.handle(s.rotateSecret))
+	v1.POST("/endpoints/:id/test", write, s.idempotent, s.handle(s.testEndpoint))
 	v1.GET("/endpoints/:id/deliveries", read, s.handle(s.listEndpointDeliveries))
 
-	v1.POST("/events", write, s.handle(s.publishEvent))
+	v1.POST("/events", write, s.idempotent, s.handle(s.publishEvent))
+	v1.GET("/stream", read, s.handle(s.stream))
 	v1.GET("/events/:id", read, s.handle(s.getEvent))
 
 	v1.GET("/deliveries", read, s.handle(s.listDeliveries))
-	v1.POST("/deliveries/replay", write, s.handle(s.replayDeliveries))
+	v1.POST("/deliveries/replay", write, s.idempotent, s.handle(s.replayDeliveries))
 	v1.GET("/deliveries/:id", read, s.handle(s.getDelivery))
-	v1.POST("/deliveries/:id/retry", write, s.handle(s.retryDelivery))
-	v1.POST("/deliveries/:id/cancel", write, s.handle(s.cancelDelivery))
+	v1.POST("/deliveries/:id/retry", write, s.idempotent, s.handle(s.retryDelivery))
+	v1.POST("/deliveries/:id/cancel", write, s.idempotent, s.handle(s.cancelDelivery))
 	s.engine = e
 	return s
 }
@@ -289,7 +295,7 @@ func decodeNew[Req, T any](s *Server, c *gin.Context, build func(req *Req, proje
 // id exists, and reads it back from the state the write left, so the answer
 // shows what was stored (indexes and all), not what was sent.
 func putNew[T any](s *Server, c *gin.Context, table string, rec *T, id string, get func(*fsm.State, string) (*T, error)) (*fsm.State, *T, error) {
-	cmd, err := fsm.PutCommand(table, rec, fsm.PutOptions{IfAbsent: true})
+	cmd, err := fsm.PutCommand(table, rec, fsm.PutOptions{IfAbsent: true, Initiator: initiator(c)})
 	if err := s.apply(c, cmd, err); err != nil {
 		return nil, nil, err
 	}

@@ -87,22 +87,14 @@ func (s *Server) validateData(field string, raw json.RawMessage) error {
 	return nil
 }
 
-// lifecycleEventTypes are the types Chime itself emits (001's lifecycle
-// events). Clients may subscribe to them but not publish them, or use them
-// as a job's eventType: a receiver must be able to trust that an
-// endpoint.disabled really comes from Chime (and fan-out skips the endpoint
-// such an event names).
-var lifecycleEventTypes = map[string]bool{
-	"job.created": true, "job.updated": true, "job.deleted": true, "job.paused": true, "job.resumed": true,
-	"occurrence.created": true, "occurrence.completed": true, "occurrence.skipped": true, "occurrence.missed": true,
-	"delivery.dead_lettered": true, fsm.EventEndpointDisabled: true, "webhook.test": true,
-}
-
 func validateEventType(field, t string) error {
 	if !eventTypePattern.MatchString(t) {
 		return badRequest(field, fmt.Sprintf("event type %q: use dot-separated lowercase segments, e.g. invoice.paid", t))
 	}
-	if lifecycleEventTypes[t] {
+	// Clients may subscribe to Chime's own event types but not publish them
+	// or use them as a job's eventType: a receiver must be able to trust that
+	// an endpoint.disabled really comes from Chime.
+	if fsm.LifecycleEventTypes[t] {
 		return badRequest(field, fmt.Sprintf("event type %q is emitted by Chime itself; subscribe to it, but publish your own types", t))
 	}
 	return nil

@@ -208,38 +208,50 @@ func TestDeliveriesSurviveNodeLoss(t *testing.T) {
 		t.Errorf("%d requests failed signature verification", bad)
 	}
 
-	// Who delivered: the final assignee of each succeeded delivery.
-	byNode := map[string]int{}
-	statuses := map[string]int{}
-	p := c.byID(newLeader)
-	for _, id := range ids {
-		cursor := ""
-		for {
-			var page struct {
-				Items      []deliveryJSON `json:"items"`
-				NextCursor *string        `json:"nextCursor"`
-			}
-			q := "/v1/deliveries?limit=500&jobId=" + id
-			if cursor != "" {
-				q += "&cursor=" + cursor
-			}
-			if code, body, err := p.do(ctx, "GET", q, nil, &page); err != nil || code != 200 {
-				t.Fatalf("list deliveries: %d %v %s", code, err, body)
-			}
-			for _, d := range page.Items {
-				statuses[d.Status]++
-				if d.Status != "succeeded" {
-					t.Logf("delivery %s of %s: %+v", d.ID, id, d)
+	// Who delivered: the final assignee of each succeeded delivery. The
+	// last slot's results may still be on their way to the log when its
+	// requests have arrived, so wait (bounded) for every delivery to settle.
+	collect := func(logOthers bool) (byNode, statuses map[string]int) {
+		byNode, statuses = map[string]int{}, map[string]int{}
+		p := c.byID(newLeader)
+		for _, id := range ids {
+			cursor := ""
+			for {
+				var page struct {
+					Items      []deliveryJSON `json:"items"`
+					NextCursor *string        `json:"nextCursor"`
 				}
-				if d.Status == "succeeded" {
-					byNode[d.AssignedNode]++
+				q := "/v1/deliveries?limit=500&jobId=" + id
+				if cursor != "" {
+					q += "&cursor=" + cursor
 				}
+				if code, body, err := p.do(ctx, "GET", q, nil, &page); err != nil || code != 200 {
+					t.Fatalf("list deliveries: %d %v %s", code, err, body)
+				}
+				for _, d := range page.Items {
+					statuses[d.Status]++
+					if d.Status != "succeeded" && logOthers {
+						t.Logf("delivery %s of %s: %+v", d.ID, id, d)
+					}
+					if d.Status == "succeeded" {
+						byNode[d.AssignedNode]++
+					}
+				}
+				if page.NextCursor == nil || *page.NextCursor == "" {
+					break
+				}
+				cursor = *page.NextCursor
 			}
-			if page.NextCursor == nil || *page.NextCursor == "" {
-				break
-			}
-			cursor = *page.NextCursor
 		}
+		return byNode, statuses
+	}
+	byNode, statuses := collect(false)
+	for settled := time.Now().Add(60 * time.Second); statuses["succeeded"] != want && time.Now().Before(settled) && ctx.Err() == nil; {
+		sleepCtx(ctx, time.Second)
+		byNode, statuses = collect(false)
+	}
+	if statuses["succeeded"] != want {
+		byNode, statuses = collect(true)
 	}
 	nodes := make([]string, 0, len(byNode))
 	for n := range byNode {

@@ -226,6 +226,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slog.NewLogLogger(logger.Handler(), slog.LevelWarn),
 	}
+	srv.RegisterOnShutdown(apiServer.CloseStreams) // streams are never idle
 	serveErr := make(chan error, 1)
 	go func() { serveErr <- srv.Serve(httpLn) }()
 	logger.Info("chime agent started", "version", version, "http_addr", advHTTP, "raft_addr", c.RaftAddr(),

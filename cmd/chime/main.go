@@ -18,8 +18,23 @@ Usage:
   chime schedule preview    print the next fires of a schedule, computed offline
   chime version             print the version
 
-Every flag also reads CHIME_<FLAG> from the environment (CHIME_HTTP_ADDR, ...)
-and, for the agent, a YAML file given with --config.
+Client commands (chime <group> --help lists a group's commands):
+  chime jobs          create|list|get|update|pause|resume|archive|cancel|trigger
+  chime occurrences   list|get|complete|skip
+  chime endpoints     create|list|get|update|delete|rotate-secret|test|enable|disable
+  chime events        publish|get
+  chime deliveries    list|get|retry|cancel|replay
+  chime tokens        create|list|revoke
+  chime projects      create|list|get|delete
+  chime cluster       status|transfer-leadership|remove-peer
+  chime snapshot      save|restore
+
+The client commands reach a node at --addr (CHIME_ADDR, default
+http://127.0.0.1:8700) with --token (CHIME_TOKEN), act in --project
+(CHIME_PROJECT), print tables, or the API's JSON with --json.
+Every agent flag also reads CHIME_<FLAG> from the environment
+(CHIME_HTTP_ADDR, ...) and a YAML file given with --config.
+docs/cli.md has an example of every command.
 `
 
 func main() {
@@ -36,6 +51,8 @@ func run(args []string) int {
 		return runAgent(args[1:])
 	case "schedule":
 		return runSchedule(args[1:], os.Stdout, os.Stderr)
+	case "jobs", "occurrences", "endpoints", "events", "deliveries", "tokens", "projects", "cluster", "snapshot":
+		return runGroup(args[0], args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("chime", version)
 		return 0

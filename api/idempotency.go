@@ -1,0 +1,203 @@
+package api
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
+)
+
+// Idempotency-Key (as Stripe and the IETF draft use it): a POST sent again
+// with the same key within IdempotencyWindow gets the first answer back
+// (same status and body, plus Idempotent-Replayed: true) instead of doing
+// the work twice. Keys are scoped to the request's project.
+//
+// The first request claims the key in the replicated state before it runs
+// (a CAS on the record), so two concurrent requests with one key cannot both
+// run: the second gets 409 idempotency_in_progress and should retry. When the
+// first finishes its answer replaces the claim. A key sent again with another
+// method, path, query or body is a client bug: 422 idempotency_key_reused.
+//
+// Answers are remembered when they say what happened for good: 2xx and 4xx
+// but 409 and 429. For a 409, a 429 or a 5xx (above all 503
+// outcome_unknown) the claim is released so that a retry runs afresh. If the
+// node dies between claim and answer, the claim lapses after idempotencyClaim
+// and a retry runs again: the one case where a keyed request can run twice.
+
+// IdempotencyWindow is how long an answer is remembered.
+const IdempotencyWindow = 24 * time.Hour
+
+// MaxIdempotencyKeyLen bounds the Idempotency-Key header.
+const MaxIdempotencyKeyLen = 255
+
+// idempotencyClaim is how long a first request holds its key; longer than
+// any request may run (the test call waits at most 70 s, writes 30 s).
+const idempotencyClaim = 2 * time.Minute
+
+// HeaderIdempotencyKey and HeaderReplayed are the request and answer headers.
+const (
+	HeaderIdempotencyKey = "Idempotency-Key"
+	HeaderReplayed       = "Idempotent-Replayed"
+)
+
+// idempotent is the middleware of the POST routes that change state.
+func (s *Server) idempotent(c *gin.Context) {
+	key := c.GetHeader(HeaderIdempotencyKey)
+	if key == "" {
+		c.Next()
+		return
+	}
+	if err := s.runIdempotent(c, key); err != nil {
+		fail(c, s.logger, err)
+	}
+	// runIdempotent ran the handler itself (c.Next) or answered instead of
+	// it (a replay, an error): either way the chain is done.
+	c.Abort()
+}
+
+func (s *Server) runIdempotent(c *gin.Context, key string) error {
+	if len(key) > MaxIdempotencyKeyLen {
+		return badRequest(HeaderIdempotencyKey, fmt.Sprintf("the key is %d bytes; the limit is %d", len(key), MaxIdempotencyKeyLen))
+	}
+	for _, r := range key {
+		if r < 0x21 || r > 0x7e {
+			return badRequest(HeaderIdempotencyKey, "use printable ASCII without spaces (a UUID, say)")
+		}
+	}
+	project, err := s.project(c)
+	if err != nil {
+		return err
+	}
+	// The body is read here to fingerprint it, and handed on unchanged; one
+	// too large is left for the handler to refuse (413), unremembered.
+	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	if err != nil {
+		return badRequest("", "the request body could not be read: "+err.Error())
+	}
+	c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), c.Request.Body))
+	if int64(len(body)) > s.cfg.MaxBodyBytes {
+		c.Next()
+		return nil
+	}
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery)
+	h.Write(body)
+	fp := hex.EncodeToString(h.Sum(nil))
+	id := project + "/" + key
+
+	claim, replay, err := s.claimKey(c, id, fp)
+	if err != nil || replay != nil {
+		if replay != nil {
+			c.Header(HeaderReplayed, "true")
+			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
+		}
+		return err
+	}
+
+	w := &capturingWriter{ResponseWriter: c.Writer, limit: int(s.cfg.MaxBodyBytes)}
+	c.Writer = w
+	c.Next()
+	c.Writer = w.ResponseWriter
+
+	// The answer is stored even if the client has gone: a retry must find it.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 10*time.Second)
+	defer cancel()
+	status := w.Status()
+	var cmd []byte
+	if status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests && !w.overflow {
+		done := *claim
+		done.Status, done.Body, done.ClaimUntil = status, w.body.Bytes(), 0
+		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
+	} else {
+		cmd, err = fsm.Encode(fsm.CmdDelete, &fsm.Delete{Table: fsm.TableIdempotency, ID: id, IfIndex: claim.ModifyIndex})
+	}
+	if err == nil {
+		_, err = s.cfg.Cluster.Apply(ctx, cmd)
+	}
+	if err != nil {
+		s.logger.Warn("idempotency key not settled; it lapses on its own", "key_id", id, "status", status, "error", err)
+	}
+	return nil
+}
+
+// claimKey claims id for this request, or returns the remembered answer to
+// replay, or the error to answer with.
+func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.IdempotencyRecord, err error) {
+	for range maxConflictRetries + 1 {
+		now := fsm.MillisOf(s.cfg.Now())
+		opts := fsm.PutOptions{IfAbsent: true}
+		if rec, err := s.cfg.Cluster.FSM().State().Idempotency(id); err == nil {
+			switch {
+			case rec.ExpiresAt <= now:
+				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // expired, not yet pruned: take it over
+			case rec.Fingerprint != fp:
+				return nil, nil, &Error{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused", Field: HeaderIdempotencyKey,
+					Message: "this Idempotency-Key was used with another request (method, path, query or body); use a new key for a new request"}
+			case rec.Status != 0:
+				return nil, rec, nil
+			case rec.ClaimUntil > now:
+				return nil, nil, errKeyInProgress(c)
+			default:
+				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // its first request died: take over
+			}
+		}
+		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, ClaimUntil: now + fsm.Millis(idempotencyClaim.Milliseconds()),
+			CreatedAt: now, ExpiresAt: now + fsm.Millis(IdempotencyWindow.Milliseconds())}
+		cmd, err := fsm.PutCommand(fsm.TableIdempotency, rec, opts)
+		if err := s.apply(c, cmd, err); err != nil {
+			if errors.Is(err, fsm.ErrConflict) || errors.Is(err, fsm.ErrNotFound) {
+				// Someone moved first; read what they left (Apply has
+				// waited for this node to apply the refusing command, so
+				// the local state shows it).
+				continue
+			}
+			return nil, nil, err
+		}
+		stored, err := s.cfg.Cluster.FSM().State().Idempotency(id)
+		if err != nil {
+			return nil, nil, err
+		}
+		return stored, nil, nil
+	}
+	return nil, nil, errKeyInProgress(c)
+}
+
+func errKeyInProgress(c *gin.Context) error {
+	c.Header("Retry-After", "1")
+	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey,
+		Message: "a request with this Idempotency-Key is still running; retry in a moment to get its answer"}
+}
+
+// capturingWriter keeps a copy of the answer's body, up to limit bytes.
+type capturingWriter struct {
+	gin.ResponseWriter
+	body     bytes.Buffer
+	limit    int
+	overflow bool
+}
+
+func (w *capturingWriter) keep(p []byte) {
+	if w.body.Len()+len(p) > w.limit {
+		w.overflow = true
+		return
+	}
+	w.body.Write(p)
+}
+
+func (w *capturingWriter) Write(p []byte) (int, error) {
+	w.keep(p)
+	return w.ResponseWriter.Write(p)
+}
+
+func (w *capturingWriter) WriteString(s string) (int, error) {
+	w.keep([]byte(s))
+	return w.ResponseWriter.WriteString(s)
+}

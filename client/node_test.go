@@ -1,0 +1,13 @@
+package client_test
+
+import (
+	"testing"
+
+	"github.com/chime-sched/chime/chimetest"
+)
+
+// rootToken is the admin token of the test node (CHIME_ROOT_TOKEN).
+const rootToken = "chime_client-test-root-0123456789"
+
+// startNode runs the in-process test node and returns its API's base URL.
+func startNode(t *testing.T) string { return chimetest.StartNode(t, rootToken) }
