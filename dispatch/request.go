@@ -19,6 +19,12 @@ const (
 	HeaderScheduledFor   = "Chime-Scheduled-For"
 	HeaderAttempt        = "Chime-Attempt"
 	HeaderDeliveryID     = "Chime-Delivery-Id"
+	// HeaderFence is the delivery's assignment token (the Raft index of the
+	// assignment): it grows with every reassignment, so a receiver that
+	// keeps the highest fence seen per webhook-id can refuse a call from a
+	// node that lost its lease while stalled. HeaderNode names that node.
+	HeaderFence = "Chime-Fence"
+	HeaderNode  = "Chime-Node"
 )
 
 // ErrTargetGone: the delivery's job, endpoint or event was deleted; the
@@ -177,6 +183,10 @@ func Prepare(st *fsm.State, d *fsm.Delivery, attempt int, now time.Time) (Prepar
 	}
 	headers[HeaderAttempt] = strconv.Itoa(attempt)
 	headers[HeaderDeliveryID] = d.ID
+	if d.Fence != 0 {
+		headers[HeaderFence] = strconv.FormatUint(d.Fence, 10)
+		headers[HeaderNode] = d.AssignedNode
+	}
 	if len(secrets) > 0 && secrets[0] != "" {
 		sig, err := SignAll(secrets, d.ID, now, body)
 		if err != nil {

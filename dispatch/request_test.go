@@ -52,7 +52,8 @@ func TestPrepareEndpointEnvelopeAndHeaders(t *testing.T) {
 			ScheduledFor: fsm.MillisOf(now.Add(-5 * time.Second)), MissedCount: 2, Status: fsm.OccurrencePending, IdempotencyKey: "j1:k"}),
 	)
 	d := &fsm.Delivery{ID: "dlv_1", Project: "p", JobID: "j1", OccurrenceID: "o1", EndpointID: "ep1", MaxAttempts: 5,
-		ScheduledFor: fsm.MillisOf(now.Add(-5 * time.Second)), CreatedAt: fsm.MillisOf(now.Add(-4 * time.Second))}
+		ScheduledFor: fsm.MillisOf(now.Add(-5 * time.Second)), CreatedAt: fsm.MillisOf(now.Add(-4 * time.Second)),
+		AssignedNode: "n2", Fence: 1234}
 	p, err := Prepare(st, d, 2, now)
 	if err != nil {
 		t.Fatal(err)
@@ -74,7 +75,8 @@ func TestPrepareEndpointEnvelopeAndHeaders(t *testing.T) {
 		h.Set(k, v)
 	}
 	for k, v := range map[string]string{"X-Team": "a", "Chime-Attempt": "2", "Webhook-Id": "dlv_1", "Chime-Delivery-Id": "dlv_1",
-		"Chime-Idempotency-Key": "j1:k", "Chime-Correlation-Id": "c-9", "Chime-Scheduled-For": "2026-03-01T12:00:00Z"} {
+		"Chime-Idempotency-Key": "j1:k", "Chime-Correlation-Id": "c-9", "Chime-Scheduled-For": "2026-03-01T12:00:00Z",
+		"Chime-Fence": "1234", "Chime-Node": "n2"} {
 		if h.Get(k) != v {
 			t.Errorf("%s = %q, want %q", k, h.Get(k), v)
 		}
