@@ -121,7 +121,7 @@ func (c *Cluster) Readiness() (bool, string) {
 	}
 	if state != raft.Leader {
 		if last := c.raft.LastContact(); !last.IsZero() {
-			if since := time.Since(last); since > c.staleContact() {
+			if since := time.Since(last); since > c.StaleContact() {
 				return false, fmt.Sprintf("no contact with leader %s for %s", id, since.Round(time.Millisecond))
 			}
 		}
@@ -148,12 +148,16 @@ func (c *Cluster) Readiness() (bool, string) {
 
 // staleContact is how long a follower may go without hearing from the leader
 // before it stops calling itself ready: a few heartbeat periods.
-func (c *Cluster) staleContact() time.Duration {
+// StaleContact is how long a follower may go without hearing from the
+// leader and still count as in contact. The leader sends heartbeats ten times
+// per heartbeat timeout, so two timeouts of silence is a real loss; the
+// reassigner waits longer than this before moving a lost node's work.
+func (c *Cluster) StaleContact() time.Duration {
 	hb := c.cfg.HeartbeatTimeout
 	if hb == 0 {
 		hb = raft.DefaultConfig().HeartbeatTimeout
 	}
-	return 5 * hb
+	return 2 * hb
 }
 
 // InContact reports whether this node is the leader or has heard from the
@@ -166,7 +170,7 @@ func (c *Cluster) InContact() bool {
 		return true
 	case raft.Follower:
 		last := c.raft.LastContact()
-		return !last.IsZero() && time.Since(last) <= c.staleContact()
+		return !last.IsZero() && time.Since(last) <= c.StaleContact()
 	}
 	return false
 }

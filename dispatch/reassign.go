@@ -12,7 +12,9 @@ import (
 )
 
 // The leader's reassignment loop. A delivery moves to another node when its
-// node is no longer alive in gossip (dead, or left), when its lease has
+// node has not been alive in gossip (dead, or left) for longer than a node
+// keeps acting without contact (so a node that is merely cut off has
+// stopped starting calls before its work moves), when its lease has
 // passed (the node is alive but did not report: stuck, paused, cut off), and,
 // while the leader has followers, when it waits on the leader for a later
 // retry (the leader keeps its time for Raft). The move is a CmdAssign with a
@@ -38,6 +40,9 @@ type LeaderCluster interface {
 	Apply(ctx context.Context, cmd []byte) (*fsm.Result, error)
 	DeliveryNodes() []string
 	Alive(id string) bool
+	// StaleContact is how long a follower that hears nothing from the
+	// leader goes on starting deliveries (see NodeCluster.InContact).
+	StaleContact() time.Duration
 }
 
 // Reassigner is a cluster.LeaderHook.
@@ -45,6 +50,8 @@ type Reassigner struct {
 	c      LeaderCluster
 	now    func() time.Time
 	logger *slog.Logger
+
+	down map[string]time.Time // node → when a pass first saw it not alive (Pass runs in one goroutine)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -59,7 +66,7 @@ func NewReassigner(c LeaderCluster, now func() time.Time, logger *slog.Logger) *
 	if logger == nil {
 		logger = slog.Default()
 	}
-	return &Reassigner{c: c, now: now, logger: logger.With("component", "reassigner")}
+	return &Reassigner{c: c, now: now, logger: logger.With("component", "reassigner"), down: map[string]time.Time{}}
 }
 
 // EstablishLeadership starts the loop.
@@ -159,9 +166,26 @@ func (r *Reassigner) plan(st *fsm.State, now time.Time) []fsm.Assignment {
 		r.logger.Debug("reassigning", "delivery_id", d.ID, "from", d.AssignedNode, "to", a.Node, "why", why)
 		out = append(out, a)
 	}
+	// A node is given up on only once it has been down for longer than it
+	// would itself go on without contact, plus the clock skew margin: a
+	// node that is cut off, not dead, has stopped starting calls by then.
+	grace := r.c.StaleContact() + leaseSkew
+	for node := range r.down {
+		if r.c.Alive(node) {
+			delete(r.down, node)
+		}
+	}
 	for _, node := range st.AssignedNodes() {
 		switch {
 		case !r.c.Alive(node):
+			since, ok := r.down[node]
+			if !ok {
+				r.down[node] = now
+				continue
+			}
+			if now.Sub(since) < grace {
+				continue
+			}
 			for _, d := range st.DeliveriesByNode(node) {
 				add(d, "node not alive")
 			}

@@ -22,6 +22,9 @@ func (c *fakeLeader) NodeID() string          { return "n1" }
 func (c *fakeLeader) FSM() *fsm.FSM           { return c.f }
 func (c *fakeLeader) DeliveryNodes() []string { return c.nodes }
 func (c *fakeLeader) Alive(id string) bool    { return c.alive[id] }
+func (c *fakeLeader) StaleContact() time.Duration {
+	return 2 * time.Second
+}
 func (c *fakeLeader) apply(t *testing.T, cmd []byte) {
 	t.Helper()
 	if _, err := c.Apply(t.Context(), cmd); err != nil {
@@ -58,12 +61,13 @@ func TestReassignerMovesStrandedDeliveries(t *testing.T) {
 	}}}})
 	c.apply(t, fire)
 
-	r := NewReassigner(c, func() time.Time { return now }, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if moved := r.Pass(t.Context()); moved != 3 {
-		t.Fatalf("moved %d deliveries, want 3 (on-dead, expired, leader-later)", moved)
+	clock := now
+	r := NewReassigner(c, func() time.Time { return clock }, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if moved := r.Pass(t.Context()); moved != 2 {
+		t.Fatalf("moved %d deliveries, want 2 (expired, leader-later); on-dead waits until n4 has been down for the grace", moved)
 	}
 	st := c.f.State()
-	for id, wantMoved := range map[string]bool{"on-dead": true, "expired": true, "leader-later": true, "fresh": false, "leader-now": false, "skew": false} {
+	for id, wantMoved := range map[string]bool{"on-dead": false, "expired": true, "leader-later": true, "fresh": false, "leader-now": false, "skew": false} {
 		d, _ := st.Delivery(id)
 		moved := d.Fence != 4 // the fire was index 4
 		if moved != wantMoved {
@@ -90,5 +94,18 @@ func TestReassignerMovesStrandedDeliveries(t *testing.T) {
 	}
 	if again := r.Pass(t.Context()); again != 0 {
 		t.Errorf("a second pass moved %d more", again)
+	}
+
+	// Once n4 has been down for longer than a cut-off node goes on without
+	// contact (2 s) plus the skew margin, its work moves.
+	clock = now.Add(4*time.Second - time.Millisecond)
+	r.Pass(t.Context()) // may move "skew", whose lease has passed by now
+	if d, _ := c.f.State().Delivery("on-dead"); d.AssignedNode != "n4" {
+		t.Fatalf("on-dead moved to %s before the grace ended", d.AssignedNode)
+	}
+	clock = now.Add(4 * time.Second)
+	r.Pass(t.Context())
+	if d, _ := c.f.State().Delivery("on-dead"); d.AssignedNode != "n2" && d.AssignedNode != "n3" {
+		t.Errorf("on-dead is on %s after the grace, want a live follower", d.AssignedNode)
 	}
 }

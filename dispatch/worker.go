@@ -39,7 +39,9 @@ const (
 	// notInContactRecheck: while this node cannot reach the leader it starts
 	// nothing and looks again this often (contact changes have no watch).
 	notInContactRecheck = 500 * time.Millisecond
-	maxIdleWait         = time.Minute
+	// syncTimeout bounds one read barrier of the catch-up gate (see run).
+	syncTimeout = 5 * time.Second
+	maxIdleWait = time.Minute
 )
 
 // NodeCluster is what a dispatcher needs from the replicated core.
@@ -50,6 +52,9 @@ type NodeCluster interface {
 	// InContact: the node has heard from a leader recently. A node cut off
 	// from the cluster starts no attempt: its deliveries are being moved.
 	InContact() bool
+	// ReadBarrier returns once the local state holds every write the leader
+	// had committed when it was called.
+	ReadBarrier(ctx context.Context) error
 }
 
 // DispatcherConfig configures a Dispatcher; zero values take the defaults.
@@ -161,14 +166,31 @@ func (w *Dispatcher) signal() {
 	}
 }
 
+// run starts due deliveries until ctx ends. It starts nothing from a state
+// that may be stale: after the dispatcher starts, and whenever the node has
+// lost contact with the leader, it first waits for a read barrier, so the
+// local state holds every reassignment the leader committed meanwhile. A
+// node restarted seconds after a crash would otherwise replay its own log,
+// hear from the new leader, and send deliveries that had long been moved
+// to another node while it was down (the fault suite caught exactly that:
+// calls arriving with a lower fence after the new holder's).
 func (w *Dispatcher) run(ctx context.Context) {
+	synced := false
 	for ctx.Err() == nil {
 		st := w.c.FSM().State()
 		now := w.cfg.Now()
 		wait := maxIdleWait
-		if !w.c.InContact() {
+		switch {
+		case !w.c.InContact():
+			synced = false
 			wait = notInContactRecheck
-		} else {
+		case !synced:
+			synced = w.sync(ctx)
+			if synced {
+				continue // with the state the barrier waited for
+			}
+			wait = notInContactRecheck
+		default:
 			wait = min(wait, w.startDue(st, now))
 		}
 		ws := memdb.NewWatchSet()
@@ -184,6 +206,20 @@ func (w *Dispatcher) run(ctx context.Context) {
 		_ = ws.WatchCtx(wctx)
 		cancel()
 	}
+}
+
+// sync runs one read barrier; true once the local state has caught up.
+func (w *Dispatcher) sync(ctx context.Context) bool {
+	bctx, cancel := context.WithTimeout(ctx, syncTimeout)
+	defer cancel()
+	if err := w.c.ReadBarrier(bctx); err != nil {
+		if ctx.Err() == nil {
+			w.logger.Info("not starting deliveries until this node has caught up with the leader", "error", err)
+		}
+		return false
+	}
+	w.logger.Info("caught up with the leader; starting deliveries", "applied_index", w.c.FSM().AppliedIndex())
+	return true
 }
 
 // startDue starts what is due and returns how long until the next delivery

@@ -25,6 +25,9 @@ type noQuorum struct {
 func (c *noQuorum) NodeID() string  { return "n2" }
 func (c *noQuorum) FSM() *fsm.FSM   { return c.f }
 func (c *noQuorum) InContact() bool { return true }
+
+// ReadBarrier succeeds: the delivery in the FSM is the latest state.
+func (c *noQuorum) ReadBarrier(context.Context) error { return nil }
 func (c *noQuorum) Apply(ctx context.Context, _ []byte) (*fsm.Result, error) {
 	c.applies.Add(1)
 	<-ctx.Done() // as a forward to an unreachable leader does
