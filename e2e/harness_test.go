@@ -614,6 +614,11 @@ func (s *clusterStatus) nodesString() string {
 // do sends one request and decodes a JSON body into out (when non-nil and
 // the status is 2xx). It returns the status and the raw body.
 func (p *proc) do(ctx context.Context, method, path string, in, out any) (int, []byte, error) {
+	return p.doHeaders(ctx, method, path, nil, in, out)
+}
+
+// doHeaders is do with extra request headers.
+func (p *proc) doHeaders(ctx context.Context, method, path string, headers map[string]string, in, out any) (int, []byte, error) {
 	var body io.Reader
 	if in != nil {
 		b, err := json.Marshal(in)
@@ -630,6 +635,9 @@ func (p *proc) do(ctx context.Context, method, path string, in, out any) (int, [
 		req.Header.Set("Content-Type", "application/json")
 	}
 	req.Header.Set("Authorization", "Bearer "+rootToken)
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := httpc.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -34,6 +34,8 @@ type agentFlags struct {
 	logLevel, logFormat               string
 	heartbeatTimeout, electionTimeout time.Duration
 	snapshotThreshold                 uint64
+	snapshotInterval                  time.Duration
+	trailingLogs                      uint64
 	shutdownTimeout                   time.Duration
 	maxBodyBytes                      int64
 	retention                         time.Duration
@@ -66,6 +68,8 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.DurationVar(&f.heartbeatTimeout, "raft-heartbeat-timeout", 0, "Raft heartbeat timeout (default 1s)")
 	fs.DurationVar(&f.electionTimeout, "raft-election-timeout", 0, "Raft election timeout (default 1s)")
 	fs.Uint64Var(&f.snapshotThreshold, "raft-snapshot-threshold", 0, "log entries between Raft snapshots (default 8192)")
+	fs.DurationVar(&f.snapshotInterval, "raft-snapshot-interval", 0, "how often Raft checks whether a snapshot is due (default 2m, jittered)")
+	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot, so a briefly lagging node catches up from the log, not a snapshot (default 10240)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted JSON request body")
 	fs.DurationVar(&f.retention, "retention", scheduler.DefaultRetention, "finished occurrences, deliveries and attempts older than this are deleted (0 keeps them forever)")
@@ -190,7 +194,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		ClusterName: f.clusterName, ClusterKey: f.clusterKey, Version: version,
 		Logger: logger, FSM: state,
 		HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
-		SnapshotThreshold: f.snapshotThreshold,
+		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
 	})
 	if err != nil {
 		httpLn.Close()
