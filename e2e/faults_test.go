@@ -284,6 +284,32 @@ func (r *faultRun) check() {
 		t.Errorf("%d of %d deliveries never arrived, e.g. %s", len(missing), len(want), strings.Join(missing[:min(len(missing), 10)], ", "))
 	}
 
+	// The cluster's own record agrees: nothing still waits and nothing was
+	// dead-lettered (the receiver accepted every call).
+	var unsettled string
+	settle := time.Now().Add(60 * time.Second)
+	for ctx.Err() == nil {
+		unsettled = ""
+		for _, status := range []string{"pending", "in_flight", "retry_scheduled", "held", "dead_letter"} {
+			ds, err := listAll[struct {
+				ID string `json:"id"`
+			}](ctx, leader, "/v1/deliveries?status="+status)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ds) > 0 {
+				unsettled += fmt.Sprintf(" %d %s (e.g. %s)", len(ds), status, ds[0].ID)
+			}
+		}
+		if unsettled == "" || time.Now().After(settle) {
+			break
+		}
+		sleepCtx(ctx, time.Second)
+	}
+	if unsettled != "" {
+		t.Errorf("deliveries not settled as succeeded:%s", unsettled)
+	}
+
 	// 4. Fires resumed after every leader loss.
 	slices.SortFunc(firedAt, func(a, b time.Time) int { return a.Compare(b) })
 	r.mu.Lock()
@@ -365,6 +391,13 @@ func TestFaultKillLeader(t *testing.T) {
 		r.restart(old)
 	}
 	r.finish()
+	// Leadership moved round the cluster, and with it the work: every node
+	// delivered a share.
+	for _, p := range r.c.procs {
+		if r.rcv.figures().byNode[p.id] == 0 {
+			t.Errorf("%s delivered nothing", p.id)
+		}
+	}
 }
 
 // TestFaultDeliveringFollower is scenario 2: SIGKILL the follower that is
