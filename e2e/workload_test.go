@@ -290,7 +290,7 @@ func (w *workload) setup(ctx context.Context) {
 		specs = append(specs, s)
 	}
 	specs = append(specs,
-		map[string]any{"rrule": rruleAt(at(2*run/5).In(berlin)), "timezone": "Europe/Berlin", "endAtUtc": endAt},
+		map[string]any{"rrule": rruleAt(at(2 * run / 5).In(berlin)), "timezone": "Europe/Berlin", "endAtUtc": endAt},
 		map[string]any{"scheduleTimes": local("America/New_York", at(run/4), at(run/2), at(3*run/4)), "timezone": "America/New_York", "endAtUtc": endAt},
 		map[string]any{"recurrence": map[string]any{"frequency": "daily", "times": local("Asia/Kolkata", at(run/3), at(2*run/3))},
 			"timezone": "Asia/Kolkata", "endAtUtc": endAt, "eventType": "load.daily"},
