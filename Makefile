@@ -4,9 +4,9 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -s -w -X main.version=$(VERSION)
 BIN := bin/chime
-TEST_FLAGS ?= -race -count=1 -timeout 15m
+TEST_FLAGS ?= -race -count=1 -timeout 25m
 
-.PHONY: help build run cluster test unit e2e bench lint clean
+.PHONY: help build run cluster test unit e2e chaos bench lint clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk 'BEGIN{FS=":.*## "}{printf "  %-10s %s\n", $$1, $$2}'
@@ -28,6 +28,11 @@ unit: ## the fast tests only (no multi-process e2e)
 
 e2e: ## only the real-process tests in e2e/
 	$(GO) test $(TEST_FLAGS) ./e2e/...
+
+# Every fault scenario (docs/reliability.md), including those too long or too special for make test; prints the
+# FAULT figure lines of each. CHIME_FAULT_RUN sets the leader-kill run (default 3m).
+chaos: ## the whole fault suite on real processes, with its figures (about 20 minutes)
+	set -o pipefail; CHIME_CHAOS=1 $(GO) test -count=1 -timeout 60m -v -run 'TestFault' ./e2e | grep -E 'FAULT|^\s+\S+_test.go:[0-9]+: [^+]|^(ok|FAIL|---|panic)'
 
 bench: ## pipeline, schedule and state benchmarks (figures for docs/benchmarks.md; no -race)
 	set -o pipefail; CHIME_BENCH=1 $(GO) test -count=1 -timeout 30m -v -run 'TestBenchPipeline|TestBenchFanout' ./e2e | grep -E 'BENCH|_test.go|^(ok|FAIL|---)'
