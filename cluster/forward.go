@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -95,7 +96,8 @@ func fromWireError(w *wireError) error {
 	case codeShutdown:
 		return fmt.Errorf("leader: %w", ErrShutdown)
 	case codeBadSnapshotBody:
-		return fmt.Errorf("%w: %s", errBadSnapshot, w.Message)
+		// The leader's message already starts with the sentinel's text.
+		return fmt.Errorf("%w: %s", errBadSnapshot, strings.TrimPrefix(w.Message, errBadSnapshot.Error()+": "))
 	case codeInternal:
 		return fmt.Errorf("leader: %s", w.Message)
 	}
