@@ -321,6 +321,8 @@ func (c *Cluster) Start(hooks ...LeaderHook) error {
 	}()
 	go func() { defer c.wg.Done(); defer close(c.monitorDone); c.monitorLeadership() }()
 	go func() { defer c.wg.Done(); c.bootstrap() }()
+	c.wg.Add(1)
+	go func() { defer c.wg.Done(); c.reconnect() }()
 	if len(c.cfg.Join) > 0 {
 		n, err := c.members.join(c.cfg.Join)
 		if err != nil && n == 0 {
@@ -348,6 +350,35 @@ func (c *Cluster) retryJoin() {
 		if n, err := c.members.join(c.cfg.Join); err == nil && n > 0 {
 			c.logger.Info("joined gossip", "contacted", n)
 			return
+		}
+	}
+}
+
+// gossipReconnectInterval is how often a node tries to reach the members
+// gossip has declared dead.
+const gossipReconnectInterval = 5 * time.Second
+
+// reconnect joins, every gossipReconnectInterval, the address of each member
+// declared dead. memberlist itself stops contacting a dead member soon after
+// declaring it dead, so once both sides of a network partition had declared
+// each other dead they stayed apart in gossip after the network healed (Raft
+// reconnects on its own): the cut-off node showed as dead for good and got no
+// deliveries. A join exchanges the full state, and each side refutes the
+// other's claim that it is dead. (Serf's reconnect does the same.) A member
+// that is really down costs one refused connection per interval.
+func (c *Cluster) reconnect() {
+	t := time.NewTicker(gossipReconnectInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-c.shutdownCh:
+			return
+		case <-t.C:
+		}
+		for _, addr := range c.members.deadAddrs() {
+			if n, err := c.members.join([]string{addr}); err == nil && n > 0 {
+				c.logger.Info("reached a member gossip had declared dead", "gossip_addr", addr)
+			}
 		}
 	}
 }

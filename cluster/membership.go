@@ -46,6 +46,7 @@ type nodeMeta struct {
 type Member struct {
 	nodeMeta
 	State string
+	addr  string // gossip address (as advertised)
 }
 
 // membership owns memberlist and the table of every node heard of, because
@@ -195,7 +196,7 @@ func (m *membership) record(n *memberlist.Node, state string) {
 	}
 	m.mu.Lock()
 	prev := m.members[meta.ID]
-	m.members[meta.ID] = &Member{nodeMeta: meta, State: state}
+	m.members[meta.ID] = &Member{nodeMeta: meta, State: state, addr: n.Address()}
 	m.mu.Unlock()
 	if prev == nil || prev.State != state {
 		m.logger.Info("member state", "peer_id", meta.ID, "state", state, "raft_addr", meta.RaftAddr, "http_addr", meta.HTTPAddr)
@@ -223,6 +224,17 @@ func (m *membership) snapshot() []Member {
 	}
 	m.mu.Unlock()
 	sort.Slice(out, func(i, j int) bool { return out[i].ID < out[j].ID })
+	return out
+}
+
+// deadAddrs is the gossip address of every member declared dead (not left).
+func (m *membership) deadAddrs() []string {
+	var out []string
+	for _, mem := range m.snapshot() {
+		if mem.State == GossipDead && mem.ID != m.selfMeta().ID && mem.addr != "" {
+			out = append(out, mem.addr)
+		}
+	}
 	return out
 }
 
