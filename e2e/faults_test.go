@@ -58,6 +58,14 @@ func newFaultRun(t *testing.T, name string, nodes int, run time.Duration, extra 
 	t.Helper()
 	rcv := newFaultReceiver(t)
 	c := startCluster(t, nodes, append([]string{"--allow-private-targets"}, extra...)...)
+	return startFaultRun(t, name, c, rcv, run)
+}
+
+// startFaultRun is newFaultRun on a cluster already started (with
+// --allow-private-targets) and the receiver its targets point at.
+func startFaultRun(t *testing.T, name string, c *cluster, rcv *faultReceiver, run time.Duration) *faultRun {
+	t.Helper()
+	nodes := len(c.procs)
 	ctx, cancel := context.WithTimeout(t.Context(), run+6*time.Minute)
 	t.Cleanup(cancel)
 	waitReady(ctx, t, 30*time.Second, c.procs...)

@@ -450,7 +450,7 @@ func waitFor(ctx context.Context, t *testing.T, timeout time.Duration, what stri
 		if ok {
 			return time.Since(start)
 		}
-		if r != "" {
+		if r != "" && wctx.Err() == nil { // not the deadline cutting the last try short
 			reason = r
 		}
 		select {
