@@ -38,6 +38,11 @@ const (
 	reportRetry = 250 * time.Millisecond
 	// notInContactRecheck: while this node cannot reach the leader it starts
 	// nothing and looks again this often (contact changes have no watch).
+	// An idle node in contact looks this often too: a partition changes
+	// nothing in the local state, so without it a node with nothing due
+	// slept through a whole partition, never reset its catch-up gate, and
+	// after the heal (heartbeats back, log replication still backing off)
+	// started deliveries the leader had meanwhile moved to another node.
 	notInContactRecheck = 500 * time.Millisecond
 	// syncTimeout bounds one read barrier of the catch-up gate (see run).
 	syncTimeout = 5 * time.Second
@@ -191,7 +196,7 @@ func (w *Dispatcher) run(ctx context.Context) {
 			}
 			wait = notInContactRecheck
 		default:
-			wait = min(wait, w.startDue(st, now))
+			wait = min(notInContactRecheck, w.startDue(st, now))
 		}
 		ws := memdb.NewWatchSet()
 		ws.Add(st.AbandonCh())
