@@ -228,9 +228,19 @@ func TestTransferLeadershipAndRemovePeer(t *testing.T) {
 	f := tc.follower()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	// Through a follower, to a chosen node.
-	if err := f.c.TransferLeadership(ctx, f.id); err != nil {
+	// Through the other follower, to a chosen node; when the call returns,
+	// the node it went through knows a leader again.
+	var other *testNode
+	for _, n := range tc.running() {
+		if n != leader && n != f {
+			other = n
+		}
+	}
+	if err := other.c.TransferLeadership(ctx, f.id); err != nil {
 		t.Fatalf("transfer: %v", err)
+	}
+	if _, id := other.c.raft.LeaderWithID(); id == "" {
+		t.Error("TransferLeadership returned before the node knew a leader")
 	}
 	eventually(t, 5*time.Second, f.id+" leads", func() bool { return f.c.IsLeader() })
 	if err := f.c.TransferLeadership(ctx, "nope"); !errors.Is(err, fsm.ErrNotFound) {

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
 	"github.com/chime-sched/chime/fsm"
 	"github.com/hashicorp/raft"
@@ -35,8 +36,24 @@ func (c *Cluster) onLeader(ctx context.Context, local func(context.Context) erro
 
 // TransferLeadership asks the leader to hand over leadership, to the node
 // `to` when given, else to the most up-to-date voter.
+// It returns once this node knows the new leader (at most 5 s after the
+// transfer), so the status a caller reads next names it.
 func (c *Cluster) TransferLeadership(ctx context.Context, to string) error {
-	return c.onLeader(ctx, func(ctx context.Context) error { return c.transferLocal(ctx, to) }, pathTransfer, to)
+	if err := c.onLeader(ctx, func(ctx context.Context) error { return c.transferLocal(ctx, to) }, pathTransfer, to); err != nil {
+		return err
+	}
+	wctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	for {
+		if _, id := c.raft.LeaderWithID(); id != "" {
+			return nil
+		}
+		select {
+		case <-wctx.Done():
+			return nil // the transfer itself succeeded; the status says "none" for now
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
 }
 
 func (c *Cluster) transferLocal(ctx context.Context, to string) error {
