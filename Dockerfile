@@ -32,5 +32,10 @@ USER 10001:10001
 VOLUME ["/data"]
 # HTTP API, Raft and internal RPC, gossip (TCP and UDP).
 EXPOSE 8700/tcp 8701/tcp 8702/tcp 8702/udp
+# Docker marks the container healthy once the node is ready: a known leader,
+# caught up, the initial state present (`chime cluster health --ready` asks
+# GET /v1/ready on the default address, 127.0.0.1:8700; no shell, no curl).
+HEALTHCHECK --interval=10s --timeout=5s --start-period=30s --retries=3 \
+    CMD ["/chime", "cluster", "health", "--ready"]
 ENTRYPOINT ["/chime"]
 CMD ["agent"]

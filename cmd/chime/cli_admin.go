@@ -32,6 +32,7 @@ func init() {
 		command{name: "status", summary: "members, roles, leader and Raft indexes as the node sees them", setup: clusterStatus},
 		command{name: "transfer-leadership", summary: "hand leadership to another voter (--to, else the most up-to-date)", setup: clusterTransfer},
 		command{name: "remove-peer", args: []string{"NODE_ID"}, summary: "remove a dead server from the Raft configuration", setup: clusterRemovePeer},
+		command{name: "health", summary: "exit 0 if the node is up (--ready: and ready to serve), else 1 with the reason; for health checks", setup: clusterHealth},
 	)
 	registerGroup("snapshot", "back up and restore the whole cluster state",
 		command{name: "save", args: []string{"FILE"}, summary: "download a consistent snapshot into FILE (- for stdout)", setup: snapshotSave},
@@ -203,6 +204,23 @@ func clusterRemovePeer(fs *flag.FlagSet) func(*cliEnv, []string) error {
 			fmt.Fprintf(e.stdout, "removed %s from the Raft configuration\n", args[0])
 		}
 		return nil
+	}
+}
+
+// clusterHealth is what a container health check runs: the image has no
+// shell and no curl, only this binary.
+func clusterHealth(fs *flag.FlagSet) func(*cliEnv, []string) error {
+	ready := fs.Bool("ready", false, "also require readiness: a known leader, caught up, initial state present (GET /v1/ready)")
+	return func(e *cliEnv, _ []string) error {
+		check, what := e.c.Health, "up"
+		if *ready {
+			check, what = e.c.Ready, "ready"
+		}
+		h, err := check(e.ctx)
+		if err != nil {
+			return err
+		}
+		return e.print(func(w io.Writer) { fmt.Fprintf(w, "%s is %s\n", h.NodeID, what) })
 	}
 }
 

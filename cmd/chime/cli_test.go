@@ -455,6 +455,21 @@ func TestCLI(t *testing.T) {
 		has(t, fails(t, 1, "cluster", "transfer-leadership"), "conflict (HTTP 409)", "no other voter")
 		has(t, fails(t, 1, "cluster", "transfer-leadership", "--to", "n7"), "not_found (HTTP 404)", "field:   to (set by --to)")
 		has(t, fails(t, 1, "cluster", "remove-peer", "n9"), "not_found (HTTP 404)")
+		has(t, ok(t, "cluster", "health"), "n1 is up")
+		has(t, ok(t, "cluster", "health", "--ready"), "n1 is ready")
+		// A node that is up but not ready: exit 1 with its reason.
+		notReady := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			if r.URL.Path == "/v1/ready" {
+				w.WriteHeader(http.StatusServiceUnavailable)
+				w.Write([]byte(`{"error":{"code":"not_ready","message":"no leader known"}}`))
+				return
+			}
+			w.Write([]byte(`{"status":"ok","nodeId":"n5"}`))
+		}))
+		defer notReady.Close()
+		has(t, ok(t, "cluster", "health", "--addr", notReady.URL), "n5 is up")
+		has(t, fails(t, 1, "cluster", "health", "--ready", "--addr", notReady.URL), "not_ready", "no leader known")
 	})
 
 	t.Run("snapshot", func(t *testing.T) {
