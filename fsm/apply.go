@@ -86,6 +86,10 @@ func (a *applier) command(data []byte, nested bool) *Result {
 		a.decode(t, body, &b)
 		res.Results = a.occurrenceControl(&b)
 	default:
+		if h := ext.commands[t]; h != nil { // none in the default build
+			res.Err = errOf(h(a, body))
+			break
+		}
 		if t&IgnorableFlag != 0 {
 			res.Ignored = true
 			return res

@@ -502,6 +502,9 @@ func init() {
 	schema.Tables[tableMeta] = &memdb.TableSchema{Name: tableMeta, Indexes: indexes(
 		index(IndexID, true, nil, str(func(m *meta) string { return m.Key })),
 	)}
+	for _, ts := range ext.tables { // none in the default build
+		schema.Tables[ts.Name] = ts
+	}
 	if err := schema.Validate(); err != nil {
 		panic("fsm: invalid schema: " + err.Error())
 	}

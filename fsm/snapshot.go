@@ -81,6 +81,21 @@ func WriteSnapshot(w io.Writer, s *State) error {
 			}
 		}
 	}
+	if ext.snapshotRecords != nil { // nil in the default build
+		recs, err := ext.snapshotRecords(s)
+		if err != nil {
+			return fmt.Errorf("fsm: snapshot: %w", err)
+		}
+		for _, r := range recs {
+			buf.Reset()
+			if err := enc.Encode(r.rec); err != nil {
+				return fmt.Errorf("fsm: encode record type 0x%02x for snapshot: %w", r.typ, err)
+			}
+			bw.WriteByte(r.typ)
+			writeUvarint(bw, uint64(buf.Len()))
+			bw.Write(buf.Bytes())
+		}
+	}
 	bw.WriteByte(snapshotEnd)
 	writeUvarint(bw, 0)
 	if err := bw.Flush(); err != nil {
@@ -202,6 +217,19 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, SnapshotHeader, error) {
 		}
 		if size > maxRecordLen {
 			return nil, hdr, fmt.Errorf("fsm: snapshot record %d is %d bytes long, more than the %d allowed", n, size, maxRecordLen)
+		}
+		if restore := ext.restore[typ]; restore != nil { // none in the default build
+			if uint64(cap(buf)) < size {
+				buf = make([]byte, size)
+			}
+			buf = buf[:size]
+			if _, err := io.ReadFull(br, buf); err != nil {
+				return nil, hdr, truncated(n, err)
+			}
+			if err := restore(txn, buf); err != nil {
+				return nil, hdr, fmt.Errorf("fsm: snapshot record %d (type 0x%02x): %w", n, typ, err)
+			}
+			continue
 		}
 		t := tablesByNum[typ]
 		if t == nil {

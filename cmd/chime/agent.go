@@ -213,7 +213,9 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	})
 	// Hooks run in order on establish and in reverse on revoke: the root
 	// token and the default project first, then the reassigner and the poller.
-	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: f.rootToken}, reassigner, poller); err != nil {
+	hooks := []cluster.LeaderHook{&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: f.rootToken}, reassigner, poller}
+	hooks = append(hooks, nextHooks(c, nodeID, logger)...) // none in the default build
+	if err := c.Start(hooks...); err != nil {
 		httpLn.Close()
 		_ = c.Shutdown(context.Background())
 		return err
