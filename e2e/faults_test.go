@@ -49,6 +49,7 @@ type faultRun struct {
 	outages    []time.Time // the whole cluster came back (restarted) at
 	faults     []string
 	allowDupes bool
+	summary    func() string // the scenario's own figures, appended to its FAULT line
 }
 
 // newFaultRun starts a cluster of nodes processes with the extra flags, sets
@@ -371,11 +372,18 @@ func (r *faultRun) check() {
 	}
 	t.Logf("FAULT %s: acked writes %d jobs + %d events (%d needed a retry, %d never acknowledged; failed tries %s); "+
 		"occurrences %d, problems %d; deliveries due %d, missing %d; requests %d for %d webhook-ids, repeated sends %d; "+
-		"fence violations %d; bad signatures %d; fire gap after leader loss max %s (each %v); after cluster restart %v; calls by node %s",
+		"fence violations %d; bad signatures %d; fire gap after leader loss max %s (each %v); after cluster restart %v; calls by node %s%s",
 		r.name, len(jobs), len(events), retried, lost, errs, occurrences, len(problems), len(want), len(missing),
 		f.requests, f.ids, f.duplicates, len(f.fenceViolations), len(f.badSig), maxGap.Round(10*time.Millisecond), gaps, recoveries,
-		strings.Join(nodes, " "))
+		strings.Join(nodes, " "), r.extra())
 	t.Logf("FAULT %s faults: %s", r.name, strings.Join(faults, "; "))
+}
+
+func (r *faultRun) extra() string {
+	if r.summary == nil {
+		return ""
+	}
+	return "; " + r.summary()
 }
 
 // ---- the scenarios ---------------------------------------------------------

@@ -134,6 +134,7 @@ type proc struct {
 	live atomic.Bool // started and not (yet) signalled to stop
 
 	mu      sync.Mutex
+	bin     string // the binary the next start runs; chimeBin when empty
 	cmd     *exec.Cmd
 	done    chan struct{} // closed when the current process has exited
 	exitErr error
@@ -206,7 +207,12 @@ func (p *proc) start() {
 	defer f.Close() // the child has its own descriptor
 	p.starts++
 	fmt.Fprintf(f, "==== e2e: start #%d of %s at %s: chime %s\n", p.starts, p.id, time.Now().Format(time.StampMilli), strings.Join(p.args, " "))
-	cmd := exec.Command(chimeBin, p.args...)
+	bin := p.bin
+	if bin == "" {
+		bin = chimeBin
+	}
+	fmt.Fprintf(f, "==== e2e: binary %s\n", bin)
+	cmd := exec.Command(bin, p.args...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.Env = agentEnv()
 	cmd.SysProcAttr = sysProcAttr()
@@ -240,6 +246,13 @@ func agentEnv() []string {
 		}
 	}
 	return env
+}
+
+// setBin makes the next start run bin (another build of chime).
+func (p *proc) setBin(bin string) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.bin = bin
 }
 
 func (p *proc) current() (*exec.Cmd, chan struct{}) {
