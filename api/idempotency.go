@@ -28,9 +28,18 @@ import (
 //
 // Answers are remembered when they say what happened for good: 2xx and 4xx
 // but 409 and 429. For a 409, a 429 or a 5xx (above all 503
-// outcome_unknown) the claim is released so that a retry runs afresh. If the
-// node dies between claim and answer, the claim lapses after idempotencyClaim
-// and a retry runs again: the one case where a keyed request can run twice.
+// outcome_unknown) the claim is released so that a retry runs afresh; if the
+// node dies between claim and answer, the claim lapses after
+// idempotencyClaim and a retry takes it over.
+//
+// Neither can make a request run twice: the request's first write is
+// guarded by its claim (one Raft command holds the write and a mark on the
+// claim, and applies only while the claim is unchanged, see
+// guardIdempotent). A release or takeover that commits first makes the old
+// write a no-op; a write that commits first marks the claim Applied, so the
+// release no longer matches and a retry learns that the request was applied
+// but its answer lost (409 idempotency_answer_lost), instead of running it
+// again.
 
 // IdempotencyWindow is how long an answer is remembered.
 const IdempotencyWindow = 24 * time.Hour
@@ -102,30 +111,124 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		return err
 	}
 
+	held := &heldClaim{rec: claim}
+	c.Set(ctxIdemClaim, held)
 	w := &capturingWriter{ResponseWriter: c.Writer, limit: int(s.cfg.MaxBodyBytes)}
 	c.Writer = w
 	c.Next()
 	c.Writer = w.ResponseWriter
+	claim = held.rec // the guarded write may have marked it
 
 	// The answer is stored even if the client has gone: a retry must find it.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(c.Request.Context()), 10*time.Second)
 	defer cancel()
 	status := w.Status()
 	var cmd []byte
-	if status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests && !w.overflow {
+	final := status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests
+	switch {
+	case final && !w.overflow:
 		done := *claim
 		done.Status, done.Body, done.ClaimUntil = status, w.body.Bytes(), 0
 		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
-	} else {
+	case claim.Applied:
+		// The write is in (an answer too large to keep, or a 5xx after the
+		// write): end the claim now, so a retry hears at once that the
+		// answer is lost rather than waiting for the claim to lapse.
+		done := *claim
+		done.ClaimUntil = fsm.MillisOf(s.cfg.Now())
+		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
+	default:
 		cmd, err = fsm.Encode(fsm.CmdDelete, &fsm.Delete{Table: fsm.TableIdempotency, ID: id, IfIndex: claim.ModifyIndex})
 	}
 	if err == nil {
 		_, err = s.cfg.Cluster.Apply(ctx, cmd)
 	}
+	if errors.Is(err, fsm.ErrConflict) && !claim.Applied {
+		// The release lost to the guarded write, which committed after all
+		// (its outcome was unknown here): end the claim as above.
+		if rec, rerr := s.cfg.Cluster.FSM().State().Idempotency(id); rerr == nil && rec.Applied && rec.Status == 0 {
+			done := *rec
+			done.ClaimUntil = fsm.MillisOf(s.cfg.Now())
+			if cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: rec.ModifyIndex}); err == nil {
+				_, err = s.cfg.Cluster.Apply(ctx, cmd)
+			}
+		}
+	}
 	if err != nil {
 		s.logger.Warn("idempotency key not settled; it lapses on its own", "key_id", id, "status", status, "error", err)
 	}
 	return nil
+}
+
+// ctxIdemClaim holds the *heldClaim of a keyed request while it runs.
+const ctxIdemClaim = "chime.idempotency.claim"
+
+// heldClaim is a keyed request's claim; guarded says its write has been
+// wrapped (only the first write is: the claim's index moves with it).
+type heldClaim struct {
+	rec     *fsm.IdempotencyRecord
+	guarded bool
+}
+
+// errClaimLost: the claim was released or taken over before the write
+// committed, so the write was not applied.
+func errClaimLost() error {
+	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey,
+		Message: "another request with this Idempotency-Key took it over; nothing was changed by this one; retry to get its answer"}
+}
+
+// guardIdempotent wraps the first write of a keyed request into one batch
+// with a mark on its claim, applied only while the claim is unchanged (see
+// the package comment above). settle unwraps the result: the write's own
+// result and domain error, or errClaimLost. Requests without a key, later
+// writes of the same request, and batches (which cannot nest) pass as they
+// are.
+func (s *Server) guardIdempotent(c *gin.Context, cmd []byte) ([]byte, func(*fsm.Result, error) (*fsm.Result, error), error) {
+	plain := func(res *fsm.Result, err error) (*fsm.Result, error) { return res, err }
+	v, ok := c.Get(ctxIdemClaim)
+	held, _ := v.(*heldClaim)
+	if !ok || held == nil || held.guarded {
+		return cmd, plain, nil
+	}
+	if t, err := fsm.TypeOf(cmd); err != nil || t == fsm.CmdBatch {
+		return cmd, plain, nil
+	}
+	held.guarded = true
+	claim := held.rec
+	marked := *claim
+	marked.Applied = true
+	mark, err := fsm.PutCommand(fsm.TableIdempotency, &marked, fsm.PutOptions{IfIndex: claim.ModifyIndex})
+	if err != nil {
+		return nil, nil, err
+	}
+	batch, err := fsm.Encode(fsm.CmdBatch, &fsm.Batch{
+		Guard:       &fsm.Guard{Table: fsm.TableIdempotency, ID: claim.ID, IfIndex: claim.ModifyIndex},
+		StopOnError: true,
+		Commands:    [][]byte{cmd, mark},
+	})
+	if err != nil {
+		return nil, nil, err
+	}
+	settle := func(res *fsm.Result, err error) (*fsm.Result, error) {
+		switch {
+		case res == nil:
+			return nil, err // not committed, or not known to be
+		case res.Err != nil:
+			return nil, errClaimLost() // the guard failed: nothing applied
+		case len(res.Results) != 2:
+			return nil, fmt.Errorf("guarded write at index %d returned %d results", res.Index, len(res.Results))
+		}
+		if res.Results[1].Err == nil {
+			marked.ModifyIndex = res.Index
+			held.rec = &marked
+		}
+		inner := res.Results[0]
+		if err != nil {
+			return inner, err // committed, but e.g. not yet applied on this node
+		}
+		return inner, inner.Err
+	}
+	return batch, settle, nil
 }
 
 // claimKey claims id for this request, or returns the remembered answer to
@@ -145,6 +248,9 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 				return nil, rec, nil
 			case rec.ClaimUntil > now:
 				return nil, nil, errKeyInProgress(c)
+			case rec.Applied:
+				return nil, nil, &Error{Status: http.StatusConflict, Code: "idempotency_answer_lost", Field: HeaderIdempotencyKey,
+					Message: "a request with this Idempotency-Key was applied, but the node handling it failed before its answer was stored; do not send it again: read the result instead (GET)"}
 			default:
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // its first request died: take over
 			}

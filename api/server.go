@@ -220,7 +220,11 @@ func (s *Server) apply(c *gin.Context, cmd []byte, buildErr error) error {
 	if buildErr != nil {
 		return buildErr
 	}
-	_, err := s.cfg.Cluster.Apply(c.Request.Context(), cmd)
+	cmd, settle, err := s.guardIdempotent(c, cmd)
+	if err != nil {
+		return err
+	}
+	_, err = settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
 	return err
 }
 
@@ -250,7 +254,11 @@ func (s *Server) applyItems(c *gin.Context, cmd []byte, buildErr error, want int
 	if buildErr != nil {
 		return nil, buildErr
 	}
-	res, err := s.cfg.Cluster.Apply(c.Request.Context(), cmd)
+	cmd, settle, err := s.guardIdempotent(c, cmd)
+	if err != nil {
+		return nil, err
+	}
+	res, err := settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
 	if err != nil {
 		return nil, err
 	}

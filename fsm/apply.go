@@ -32,9 +32,22 @@ func (a *applier) command(data []byte, nested bool) *Result {
 		}
 		var b Batch
 		a.decode(t, body, &b)
+		if b.Guard != nil {
+			if res.Err = errOf(a.checkGuard(b.Guard)); res.Err != nil {
+				return res
+			}
+		}
 		res.Results = make([]*Result, len(b.Commands))
+		var failed *Error
 		for i, c := range b.Commands {
+			if failed != nil && b.StopOnError {
+				res.Results[i] = &Result{Index: a.index, Err: conflict("", "skipped: an earlier command of the batch failed (%s)", failed.Message)}
+				continue
+			}
 			res.Results[i] = a.command(c, true)
+			if failed == nil {
+				failed = firstError(res.Results[i])
+			}
 		}
 	case CmdBootstrap:
 		var b Bootstrap
@@ -102,6 +115,19 @@ func (a *applier) command(data []byte, nested bool) *Result {
 }
 
 // errOf keeps a nil *Error a nil error.
+// firstError is r's domain error, or that of its first failed item.
+func firstError(r *Result) *Error {
+	if e, ok := r.Err.(*Error); ok {
+		return e
+	}
+	for _, sub := range r.Results {
+		if e := firstError(sub); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
 func errOf(e *Error) error {
 	if e == nil {
 		return nil
@@ -159,6 +185,26 @@ func (a *applier) projectCreate(b *ProjectCreate) *Error {
 	}
 	p.setIndexes(a.index, a.index)
 	a.mustInsert(TableProjects, &p)
+	return nil
+}
+
+// checkGuard: g's record exists and was last modified at g.IfIndex.
+func (a *applier) checkGuard(g *Guard) *Error {
+	t, ok := tablesByName[g.Table]
+	if !ok {
+		return invalid("guard.table", "unknown table %q", g.Table)
+	}
+	args, err := t.idArgs(g.ID)
+	if err != nil {
+		return invalid("guard.id", "%v", err)
+	}
+	existing := a.first(t.name, IndexID, args...)
+	if existing == nil {
+		return notFound("", "%s %q not found", t.singular, g.ID)
+	}
+	if _, mod := existing.indexes(); mod != g.IfIndex {
+		return conflict("", "%s %q was modified at index %d, not %d", t.singular, g.ID, mod, g.IfIndex)
+	}
 	return nil
 }
 

@@ -524,6 +524,54 @@ func TestBatch(t *testing.T) {
 	}
 }
 
+// A guarded batch applies nothing unless its guard record is still at the
+// given index; StopOnError skips everything after the first failure.
+func TestBatchGuardAndStopOnError(t *testing.T) {
+	h := newHarness(t)
+	h.apply(must(t)(ProjectCreateCommand(Project{Name: "p1"}))) // index 1
+	claim := &IdempotencyRecord{ID: "p1/k", Fingerprint: "f", ClaimUntil: 5, ExpiresAt: 10}
+	h.apply(put(t, TableIdempotency, claim)) // index 2
+	guarded := func(ifIndex uint64, cmds ...[]byte) []byte {
+		return must(t)(Encode(CmdBatch, &Batch{Guard: &Guard{Table: TableIdempotency, ID: "p1/k", IfIndex: ifIndex}, StopOnError: true, Commands: cmds}))
+	}
+
+	// A stale guard: nothing at all is applied.
+	res := h.apply(guarded(1, put(t, TableJobs, fullJob("j1", "p1", 10))))
+	if !errors.Is(res.Err, ErrConflict) || len(res.Results) != 0 {
+		t.Fatalf("stale guard: %+v", res)
+	}
+	if _, err := h.f.State().Job("j1"); err == nil {
+		t.Fatal("a batch with a stale guard created its job")
+	}
+	if res := h.apply(must(t)(Encode(CmdBatch, &Batch{Guard: &Guard{Table: TableIdempotency, ID: "p1/none", IfIndex: 2}, Commands: [][]byte{put(t, TableJobs, fullJob("j1", "p1", 10))}}))); !errors.Is(res.Err, ErrNotFound) {
+		t.Fatalf("guard on a missing record: %+v", res)
+	}
+
+	// A current guard; the second command fails, so the third is skipped.
+	marked := *claim
+	marked.Applied = true
+	res = h.apply(guarded(2,
+		put(t, TableJobs, fullJob("j2", "p1", 10)),
+		put(t, TableJobs, fullJob("j3", "ghost", 10)), // not found
+		must(t)(PutCommand(TableIdempotency, &marked, PutOptions{IfIndex: 2})),
+	))
+	if res.Err != nil || len(res.Results) != 3 || res.Results[0].Err != nil || !errors.Is(res.Results[1].Err, ErrNotFound) || !errors.Is(res.Results[2].Err, ErrConflict) {
+		t.Fatalf("stop on error: %+v %+v %+v", res, res.Results[1], res.Results[2])
+	}
+	if rec, _ := h.f.State().Idempotency("p1/k"); rec.Applied || rec.ModifyIndex != 2 {
+		t.Fatalf("the command after the failure was applied: %+v", rec)
+	}
+
+	// All succeed: the write and the mark land together.
+	res = h.apply(guarded(2, put(t, TableJobs, fullJob("j4", "p1", 10)), must(t)(PutCommand(TableIdempotency, &marked, PutOptions{IfIndex: 2}))))
+	if res.Err != nil || res.Results[0].Err != nil || res.Results[1].Err != nil {
+		t.Fatalf("guarded batch: %+v", res)
+	}
+	if rec, _ := h.f.State().Idempotency("p1/k"); !rec.Applied || rec.ModifyIndex != res.Index {
+		t.Fatalf("mark: %+v", rec)
+	}
+}
+
 func TestBatchWithUnknownCommandPanics(t *testing.T) {
 	h := newHarness(t)
 	batch := must(t)(BatchCommand(must(t)(BootstrapCommand(1)), []byte{0x33, 0xc0}))

@@ -64,6 +64,22 @@ func (t CommandType) String() string {
 // Batches do not nest.
 type Batch struct {
 	Commands [][]byte `msgpack:"cmds,omitempty"`
+	// Guard, when set, is checked before anything is applied: unless its
+	// record exists at exactly its index, the batch applies nothing and
+	// fails as a whole (ErrConflict or ErrNotFound). The API guards a write
+	// made under an Idempotency-Key with the key's claim, so a write whose
+	// claim was released or taken over meanwhile can never apply.
+	Guard *Guard `msgpack:"guard,omitempty"`
+	// StopOnError: a sub-command runs only if every one before it
+	// succeeded; the rest fail with ErrConflict ("skipped").
+	StopOnError bool `msgpack:"stop,omitempty"`
+}
+
+// Guard names one record and the ModifyIndex it must still have.
+type Guard struct {
+	Table   string `msgpack:"table,omitempty"`
+	ID      string `msgpack:"id,omitempty"`
+	IfIndex uint64 `msgpack:"if,omitempty"`
 }
 
 // Bootstrap creates the default project unless it exists.

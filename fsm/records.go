@@ -309,9 +309,12 @@ type IdempotencyRecord struct {
 	Fingerprint string `msgpack:"fp,omitempty"` // hash of method, path, query and body
 	// Status is the first answer's HTTP status; 0 while the first request
 	// runs, claimed until ClaimUntil.
-	Status      int    `msgpack:"status,omitempty"`
-	Body        []byte `msgpack:"body,omitempty"`
-	ClaimUntil  Millis `msgpack:"claim,omitempty"`
+	Status     int    `msgpack:"status,omitempty"`
+	Body       []byte `msgpack:"body,omitempty"`
+	ClaimUntil Millis `msgpack:"claim,omitempty"`
+	// Applied: the request's write committed (set in the same command as
+	// the write); with Status 0 and the claim over, its answer was lost.
+	Applied     bool   `msgpack:"applied,omitempty"`
 	CreatedAt   Millis `msgpack:"cat,omitempty"`
 	ExpiresAt   Millis `msgpack:"exp,omitempty"`
 	CreateIndex uint64 `msgpack:"ci,omitempty"`
