@@ -364,16 +364,16 @@ func (r *faultRun) check() {
 		t.Errorf("%d repeated sends in a run without faults", f.duplicates)
 	}
 	r.wl.mu.Lock()
-	retried, lost, errs := r.wl.retried, len(r.wl.lost), fmt.Sprint(r.wl.errs)
+	retried, lost, answerLost, errs := r.wl.retried, len(r.wl.lost), r.wl.answerLost, fmt.Sprint(r.wl.errs)
 	r.wl.mu.Unlock()
 	var nodes []string
 	for _, n := range sortedKeys(f.byNode) {
 		nodes = append(nodes, fmt.Sprintf("%s=%d", n, f.byNode[n]))
 	}
-	t.Logf("FAULT %s: acked writes %d jobs + %d events (%d needed a retry, %d never acknowledged; failed tries %s); "+
+	t.Logf("FAULT %s: acked writes %d jobs + %d events (%d needed a retry, %d never acknowledged, %d applied with the answer lost; failed tries %s); "+
 		"occurrences %d, problems %d; deliveries due %d, missing %d; requests %d for %d webhook-ids, repeated sends %d; "+
 		"fence violations %d; bad signatures %d; fire gap after leader loss max %s (each %v); after cluster restart %v; calls by node %s%s",
-		r.name, len(jobs), len(events), retried, lost, errs, occurrences, len(problems), len(want), len(missing),
+		r.name, len(jobs), len(events), retried, lost, answerLost, errs, occurrences, len(problems), len(want), len(missing),
 		f.requests, f.ids, f.duplicates, len(f.fenceViolations), len(f.badSig), maxGap.Round(10*time.Millisecond), gaps, recoveries,
 		strings.Join(nodes, " "), r.extra())
 	t.Logf("FAULT %s faults: %s", r.name, strings.Join(faults, "; "))

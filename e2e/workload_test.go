@@ -196,12 +196,13 @@ type workload struct {
 	end     time.Time // no recurring slot after this
 	timeout int       // seconds, of every target
 
-	mu      sync.Mutex
-	jobs    []ackedJob
-	events  []ackedEvent
-	retried int            // writes that needed more than one try
-	errs    map[string]int // failed tries by kind
-	lost    []string       // writes no node acknowledged after every retry
+	mu         sync.Mutex
+	jobs       []ackedJob
+	events     []ackedEvent
+	retried    int            // writes that needed more than one try
+	answerLost int            // writes applied whose answer was lost (409 idempotency_answer_lost)
+	errs       map[string]int // failed tries by kind
+	lost       []string       // writes no node acknowledged after every retry
 }
 
 func newWorkload(t *testing.T, c *cluster, rcv *faultReceiver, start, end time.Time) *workload {
@@ -230,6 +231,14 @@ func (w *workload) write(ctx context.Context, path string, body any, out any) bo
 				w.mu.Unlock()
 			}
 			return true
+		}
+		if err == nil && code == http.StatusConflict && strings.Contains(string(b), "idempotency_answer_lost") {
+			// Applied, but the node died before storing the answer: the
+			// object exists and its id is unknown to us; not an acknowledgement.
+			w.mu.Lock()
+			w.answerLost++
+			w.mu.Unlock()
+			return false
 		}
 		if err == nil && code/100 == 4 && code != http.StatusConflict && code != http.StatusTooManyRequests {
 			w.t.Errorf("POST %s through %s: %d %s", path, p.id, code, b)
