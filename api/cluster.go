@@ -79,6 +79,11 @@ func (s *Server) restore(c *gin.Context) error {
 	if err := s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body); err != nil {
 		return err
 	}
+	// Through a follower the restore ran on the leader: catch up first, so
+	// the answer (and the caller's next read here) shows the restored state.
+	if err := s.cfg.Cluster.ReadBarrier(c.Request.Context()); err != nil {
+		return err
+	}
 	st := s.cfg.Cluster.FSM().State()
 	c.JSON(http.StatusOK, gin.H{"restored": true, "appliedIndex": st.Index(), "durationMs": time.Since(start).Milliseconds()})
 	return nil

@@ -224,8 +224,22 @@ func (s *Server) apply(c *gin.Context, cmd []byte, buildErr error) error {
 	if err != nil {
 		return err
 	}
-	_, err = settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
-	return err
+	restores := s.cfg.Cluster.FSM().Restores()
+	if _, err = settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd)); err != nil {
+		return err
+	}
+	return s.notRestored(restores)
+}
+
+// notRestored fails with 503 if a snapshot restore has replaced the state
+// since restores was read: the handler's read-back would come from the
+// restored state (and say "not found" about what it just wrote).
+func (s *Server) notRestored(restores uint64) error {
+	if s.cfg.Cluster.FSM().Restores() == restores {
+		return nil
+	}
+	return &Error{Status: http.StatusServiceUnavailable, Code: "restored_during_request",
+		Message: "the cluster's state was replaced by a snapshot restore while this request ran; check whether the change is in the restored state before sending it again"}
 }
 
 // maxConflictRetries bounds how often a read-modify-write is rebuilt from
@@ -258,8 +272,12 @@ func (s *Server) applyItems(c *gin.Context, cmd []byte, buildErr error, want int
 	if err != nil {
 		return nil, err
 	}
+	restores := s.cfg.Cluster.FSM().Restores()
 	res, err := settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
 	if err != nil {
+		return nil, err
+	}
+	if err := s.notRestored(restores); err != nil {
 		return nil, err
 	}
 	if len(res.Results) != want {
@@ -327,31 +345,30 @@ type BootstrapHook struct {
 }
 
 // EstablishLeadership applies the bootstrap command unless the state already
-// has what it creates.
+// has what it creates. The default project comes first, the root token
+// second: a request can only pass authentication once a token exists, and
+// by then the project it acts in does too (in the other order a client of a
+// brand-new cluster could get "project not found" for a moment).
 func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
 	}
-	if err := h.rootToken(ctx, now()); err != nil {
-		return err
+	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err != nil {
+		cmd, err := fsm.BootstrapCommand(fsm.MillisOf(now()))
+		if err != nil {
+			return err
+		}
+		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if _, err := h.Cluster.Apply(actx, cmd); err != nil {
+			return fmt.Errorf("bootstrap state: %w", err)
+		}
+		if h.Logger != nil {
+			h.Logger.Info("initial state created", "project", DefaultProject)
+		}
 	}
-	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err == nil {
-		return nil
-	}
-	cmd, err := fsm.BootstrapCommand(fsm.MillisOf(now()))
-	if err != nil {
-		return err
-	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := h.Cluster.Apply(actx, cmd); err != nil {
-		return fmt.Errorf("bootstrap state: %w", err)
-	}
-	if h.Logger != nil {
-		h.Logger.Info("initial state created", "project", DefaultProject)
-	}
-	return nil
+	return h.rootToken(ctx, now())
 }
 
 // RevokeLeadership has nothing to stop.

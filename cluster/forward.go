@@ -273,7 +273,9 @@ func raftErr(err error) error {
 	case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 		// Both are refusals before the entry was enqueued: safe to retry.
 		return ErrNoLeader
-	case errors.Is(err, raft.ErrLeadershipLost):
+	case errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrAbortedByRestore):
+		// A restore aborts the entries in flight: like a lost leadership,
+		// the caller cannot know whether its entry is in the new state.
 		return ErrLeadershipLost
 	case errors.Is(err, raft.ErrEnqueueTimeout):
 		return ErrTimeout

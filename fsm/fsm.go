@@ -37,10 +37,11 @@ type FSM struct {
 	logger *slog.Logger
 	store  atomic.Pointer[store]
 
-	applied atomic.Uint64
-	mu      sync.Mutex    // guards notify and waiting
-	notify  chan struct{} // closed (and replaced) when applied advances, if waiting
-	waiting bool
+	applied  atomic.Uint64
+	restores atomic.Uint64 // how many times Restore replaced the state
+	mu       sync.Mutex    // guards notify and waiting
+	notify   chan struct{} // closed (and replaced) when applied advances, if waiting
+	waiting  bool
 
 	feed feed // local change feed (feed.go)
 }
@@ -168,12 +169,18 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 // built aside and swapped in only when the whole stream was read, so a bad or
 // truncated snapshot leaves the current state untouched. rc is not closed
 // (raft closes it).
+// Restores counts the times Restore has replaced the state since this FSM
+// was made: a caller that sees it change while it wrote and read back knows
+// its read-back came from another state.
+func (f *FSM) Restores() uint64 { return f.restores.Load() }
+
 func (f *FSM) Restore(rc io.ReadCloser) error {
 	db, hdr, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
 	old := f.store.Swap(newStore(db))
+	f.restores.Add(1)
 	close(old.abandonCh)
 	f.setApplied(hdr.Index)
 	f.feed.resetAll("the state was restored from a snapshot")
