@@ -30,7 +30,7 @@ import (
 // but 409 and 429. For a 409, a 429 or a 5xx (above all 503
 // outcome_unknown) the claim is released so that a retry runs afresh; if the
 // node dies between claim and answer, the claim lapses after
-// idempotencyClaim and a retry takes it over.
+// idempotencyClaim (claimFor) and a retry takes it over.
 //
 // Neither can make a request run twice: the request's first write is
 // guarded by its claim (one Raft command holds the write and a mark on the
@@ -47,9 +47,26 @@ const IdempotencyWindow = 24 * time.Hour
 // MaxIdempotencyKeyLen bounds the Idempotency-Key header.
 const MaxIdempotencyKeyLen = 255
 
-// idempotencyClaim is how long a first request holds its key; longer than
-// any request may run (the test call waits at most 70 s, writes 30 s).
-const idempotencyClaim = 2 * time.Minute
+// idempotencyClaim is how long a first request holds its key: about as long
+// as a write may take (its claim, its write and its answer are Raft commands
+// of at most 10 s each, retried while there is no leader). The test call
+// waits for its attempt, up to the endpoint's timeout (60 s at most) + 10 s,
+// so it holds its key longer. A request that outlives its claim is still
+// safe (its guarded write fails once a retry has taken the key over); a
+// shorter claim means that a key whose node died or was cut off mid-request
+// is usable again sooner.
+const (
+	idempotencyClaim     = 45 * time.Second
+	idempotencyClaimTest = 90 * time.Second
+)
+
+// claimFor is the claim of a request on route (gin's full path).
+func claimFor(route string) time.Duration {
+	if route == "/v1/endpoints/:id/test" {
+		return idempotencyClaimTest
+	}
+	return idempotencyClaim
+}
 
 // HeaderIdempotencyKey and HeaderReplayed are the request and answer headers.
 const (
@@ -255,7 +272,7 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // its first request died: take over
 			}
 		}
-		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, ClaimUntil: now + fsm.Millis(idempotencyClaim.Milliseconds()),
+		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, ClaimUntil: now + fsm.Millis(claimFor(c.FullPath()).Milliseconds()),
 			CreatedAt: now, ExpiresAt: now + fsm.Millis(IdempotencyWindow.Milliseconds())}
 		cmd, err := fsm.PutCommand(fsm.TableIdempotency, rec, opts)
 		if err := s.apply(c, cmd, err); err != nil {

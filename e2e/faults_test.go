@@ -173,6 +173,10 @@ func (r *faultRun) finish() {
 	t.Helper()
 	r.at(r.wl.end.Sub(r.wl.start))
 	<-r.streamDone
+	// A write retried until late (a key held by a node cut off mid-request)
+	// may be acknowledged after the end and fall due after it: give the last
+	// one time to fire before counting occurrences.
+	sleepCtx(r.ctx, time.Until(r.wl.lastDue().Add(3*time.Second)))
 	waitReady(r.ctx, t, 60*time.Second, r.c.procs...)
 	r.check()
 }
@@ -262,7 +266,8 @@ func (r *faultRun) check() {
 			}
 		}
 		if len(occs) != expected {
-			problems = append(problems, fmt.Sprintf("job %s: %d occurrences, want %d", j.id, len(occs), expected))
+			_, state, _ := leader.do(ctx, http.MethodGet, "/v1/jobs/"+j.id, nil, nil)
+			problems = append(problems, fmt.Sprintf("job %s: %d occurrences, want %d; the job: %s", j.id, len(occs), expected, state))
 		}
 	}
 	for _, e := range events {

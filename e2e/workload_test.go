@@ -174,6 +174,7 @@ type ackedJob struct {
 	recurring bool
 	eventType string // "" = callback only
 	created   time.Time
+	due       time.Time      // one-shots: when it fires (the later of fireAtUtc and created)
 	spec      map[string]any // the schedule fields as sent
 }
 
@@ -211,10 +212,11 @@ func newWorkload(t *testing.T, c *cluster, rcv *faultReceiver, start, end time.T
 
 // write sends one POST through random live nodes until one answers 2xx,
 // with one Idempotency-Key throughout, so a retry after an unanswered try
-// can never create a second object. It gives up after 30 s.
+// can never create a second object. It gives up after 60 s, longer than a
+// key's claim (45 s) held by a node that died or was cut off mid-request.
 func (w *workload) write(ctx context.Context, path string, body any, out any) bool {
 	key := "wl-" + strconv.FormatUint(mrand.Uint64(), 36)
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(60 * time.Second)
 	for try := 0; time.Now().Before(deadline) && ctx.Err() == nil; try++ {
 		p := w.c.randomLive()
 		if p == nil {
@@ -360,7 +362,7 @@ func (w *workload) stream(ctx context.Context, interval time.Duration, until tim
 					"signingSecret": w.cbSec, "timeoutSeconds": w.timeout, "fireAtUtc": due.Format(time.RFC3339Nano), "payload": map[string]any{"n": n},
 					"retryPolicy": map[string]any{"maxAttempts": 20, "backoff": "fixed", "initialDelaySeconds": 1}}, &out) {
 					w.mu.Lock()
-					w.jobs = append(w.jobs, ackedJob{id: out.ID, created: out.CreatedAt})
+					w.jobs = append(w.jobs, ackedJob{id: out.ID, created: out.CreatedAt, due: later(due, out.CreatedAt)})
 					w.mu.Unlock()
 				}
 				return
@@ -375,6 +377,27 @@ func (w *workload) stream(ctx context.Context, interval time.Duration, until tim
 			}
 		})
 	}
+}
+
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
+}
+
+// lastDue is when the last acknowledged one-shot or event falls due.
+func (w *workload) lastDue() time.Time {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	var last time.Time
+	for _, j := range w.jobs {
+		last = later(last, j.due)
+	}
+	for _, e := range w.events {
+		last = later(last, e.due)
+	}
+	return last
 }
 
 // subscribers are the endpoint paths an event type reaches.
