@@ -96,6 +96,10 @@ func (s *Server) authorize(need string, clusterWide bool) gin.HandlerFunc {
 	}
 }
 
+// tokenCatchUp is how long a node that is not ready waits to catch up
+// before it gives up checking an unknown token (503).
+const tokenCatchUp = 2 * time.Second
+
 func (s *Server) authenticate(c *gin.Context, need string) (*fsm.Token, error) {
 	h := c.GetHeader("Authorization")
 	scheme, secret, ok := strings.Cut(h, " ")
@@ -105,15 +109,24 @@ func (s *Server) authenticate(c *gin.Context, need string) (*fsm.Token, error) {
 	if !ok || !strings.EqualFold(scheme, "Bearer") || strings.TrimSpace(secret) == "" {
 		return nil, unauthorized("the Authorization header must be: Bearer <token>")
 	}
-	tok, err := s.cfg.Cluster.FSM().State().TokenByHash(HashToken(strings.TrimSpace(secret)))
-	if err != nil {
-		// A node that has not caught up (just restarted, or cut off) may
-		// simply not have the token yet: that is a 503 to retry, not a
-		// verdict on the token.
-		if ok, reason := s.cfg.Cluster.Readiness(); !ok {
+	hash := HashToken(strings.TrimSpace(secret))
+	tok, err := s.cfg.Cluster.FSM().State().TokenByHash(hash)
+	// A node that has not caught up (just restarted, cut off, or a moment
+	// behind its own commit index) may simply not have the token yet: it
+	// waits up to tokenCatchUp for readiness, and only a ready node that
+	// still does not know the token says 401; otherwise 503, to retry.
+	for deadline := time.Now().Add(tokenCatchUp); err != nil; {
+		ok, reason := s.cfg.Cluster.Readiness()
+		if ok {
+			if tok, err = s.cfg.Cluster.FSM().State().TokenByHash(hash); err != nil {
+				return nil, unauthorized("unknown or revoked token")
+			}
+			break
+		}
+		if time.Now().After(deadline) || c.Request.Context().Err() != nil {
 			return nil, fmt.Errorf("%w: %s; cannot check the token yet", errNotReady, reason)
 		}
-		return nil, unauthorized("unknown or revoked token")
+		time.Sleep(20 * time.Millisecond)
 	}
 	if tok.ExpiresAt != 0 && fsm.MillisOf(s.cfg.Now()) >= tok.ExpiresAt {
 		return nil, unauthorized("the token has expired or was revoked")

@@ -344,48 +344,80 @@ type BootstrapHook struct {
 	RootToken string
 }
 
-// EstablishLeadership applies the bootstrap command unless the state already
-// has what it creates. The default project comes first, the root token
-// second: a request can only pass authentication once a token exists, and
-// by then the project it acts in does too (in the other order a client of a
-// brand-new cluster could get "project not found" for a moment).
+// EstablishLeadership makes the initial state exist: the default project
+// and, if the cluster has never had a token, the root token. Both go in one
+// command, so a node never shows one without the other: before, a client of
+// a brand-new cluster could authenticate while "default" did not exist yet
+// (a 404 for a moment), or see the project while its token was not there
+// yet (a 401).
 func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 	now := time.Now
 	if h.Now != nil {
 		now = h.Now
 	}
-	if _, err := h.Cluster.FSM().State().Project(DefaultProject); err != nil {
+	st := h.Cluster.FSM().State()
+	var cmds [][]byte
+	_, err := st.Project(DefaultProject)
+	newProject := err != nil
+	if newProject {
 		cmd, err := fsm.BootstrapCommand(fsm.MillisOf(now()))
 		if err != nil {
 			return err
 		}
-		actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-		defer cancel()
-		if _, err := h.Cluster.Apply(actx, cmd); err != nil {
-			return fmt.Errorf("bootstrap state: %w", err)
-		}
-		if h.Logger != nil {
-			h.Logger.Info("initial state created", "project", DefaultProject)
+		cmds = append(cmds, cmd)
+	}
+	tokenCmd, logToken, err := h.rootToken(st, now())
+	if err != nil {
+		return err
+	}
+	if tokenCmd != nil {
+		cmds = append(cmds, tokenCmd)
+	}
+	if len(cmds) == 0 {
+		return nil
+	}
+	cmd, err := fsm.BatchCommand(cmds...)
+	if err != nil {
+		return err
+	}
+	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	res, err := h.Cluster.Apply(actx, cmd)
+	if err != nil {
+		return fmt.Errorf("bootstrap state: %w", err)
+	}
+	for _, r := range res.Results {
+		if r.Err != nil && !errors.Is(r.Err, fsm.ErrConflict) { // a conflict: another leader made it first
+			return fmt.Errorf("bootstrap state: %w", r.Err)
 		}
 	}
-	return h.rootToken(ctx, now())
+	if h.Logger != nil {
+		if newProject {
+			h.Logger.Info("initial state created", "project", DefaultProject)
+		}
+		if logToken != nil {
+			logToken()
+		}
+	}
+	return nil
 }
 
 // RevokeLeadership has nothing to stop.
 func (h *BootstrapHook) RevokeLeadership() {}
 
-// rootToken installs the first admin token if the cluster has never had a
-// token. Revoked tokens are kept (expired), so this happens once per cluster:
-// revoking the root token does not bring it back on the next leader.
-func (h *BootstrapHook) rootToken(ctx context.Context, now time.Time) error {
-	if h.Cluster.FSM().State().Count(fsm.TableTokens) > 0 {
-		return nil
+// rootToken is the command that installs the first admin token if the
+// cluster has never had a token, and what to log once it is in. Revoked
+// tokens are kept (expired), so this happens once per cluster: revoking the
+// root token does not bring it back on the next leader.
+func (h *BootstrapHook) rootToken(st *fsm.State, now time.Time) ([]byte, func(), error) {
+	if st.Count(fsm.TableTokens) > 0 {
+		return nil, nil, nil
 	}
 	secret, generated := h.RootToken, false
 	if secret == "" {
 		var err error
 		if secret, err = NewToken(); err != nil {
-			return err
+			return nil, nil, err
 		}
 		generated = true
 	}
@@ -393,14 +425,9 @@ func (h *BootstrapHook) rootToken(ctx context.Context, now time.Time) error {
 		Scopes: []string{ScopeAdmin}, CreatedAt: fsm.MillisOf(now)}
 	cmd, err := fsm.PutCommand(fsm.TableTokens, tok, fsm.PutOptions{IfAbsent: true})
 	if err != nil {
-		return err
+		return nil, nil, err
 	}
-	actx, cancel := context.WithTimeout(ctx, 10*time.Second)
-	defer cancel()
-	if _, err := h.Cluster.Apply(actx, cmd); err != nil {
-		return fmt.Errorf("install root token: %w", err)
-	}
-	if h.Logger != nil {
+	log := func() {
 		if generated {
 			// The one and only time this secret is shown; only its hash is stored.
 			h.Logger.Warn("root API token generated: keep it, it is not shown again (set CHIME_ROOT_TOKEN to choose it)",
@@ -409,5 +436,5 @@ func (h *BootstrapHook) rootToken(ctx context.Context, now time.Time) error {
 			h.Logger.Info("root API token installed from CHIME_ROOT_TOKEN", "token_id", tok.ID)
 		}
 	}
-	return nil
+	return cmd, log, nil
 }
