@@ -53,4 +53,11 @@
 //     aside and swaps it in only after the whole stream was read, then closes
 //     the old state's AbandonCh (go-memdb v1.3.5 has no abandon channel of its
 //     own) so that watchers of the old state wake up and re-query.
+//   - A Batch may carry a Guard (a record that must still be at an index) and
+//     StopOnError; the API uses both to tie a keyed request's write to its
+//     Idempotency-Key claim in one command.
+//   - ext.go lets a build tag add tables, command types and snapshot records
+//     without touching the code above. The default build adds none; the
+//     chime_next tag (next.go) plays a newer version with an ignorable command
+//     and an ignorable snapshot record for the rolling-upgrade test.
 package fsm
