@@ -67,7 +67,10 @@ func loadSettings(fs *flag.FlagSet, args []string) error {
 		if err != nil || explicit[f.Name] || f.Name == "config" {
 			return
 		}
-		if v, ok := os.LookupEnv(envName(f.Name)); ok {
+		// An empty CHIME_<NAME> is unset, as in the CLI's connection flags:
+		// compose files pass optional settings as ${CHIME_X:-}, which must
+		// neither shadow the config file nor fail to parse (bools, numbers).
+		if v, ok := os.LookupEnv(envName(f.Name)); ok && v != "" {
 			if e := f.Value.Set(v); e != nil {
 				err = fmt.Errorf("%s=%q: %v", envName(f.Name), v, e)
 			}

@@ -11,11 +11,13 @@ import (
 func TestSettingsPrecedence(t *testing.T) {
 	dir := t.TempDir()
 	file := filepath.Join(dir, "chime.yaml")
-	if err := os.WriteFile(file, []byte("http-addr: 127.0.0.1:9000\nraft-addr: 127.0.0.1:9001\njoin: [a:1, b:2]\npoll-interval: 1m\ncluster-key:\n"), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte("http-addr: 127.0.0.1:9000\nraft-addr: 127.0.0.1:9001\njoin: [a:1, b:2]\npoll-interval: 1m\ncluster-key:\nallowed-target-cidrs: [10.9.0.0/16]\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("CHIME_RAFT_ADDR", "127.0.0.1:9501")
 	t.Setenv("CHIME_GOSSIP_ADDR", "127.0.0.1:9502")
+	t.Setenv("CHIME_ALLOWED_TARGET_CIDRS", "")  // empty: unset, the file's value holds
+	t.Setenv("CHIME_ALLOW_PRIVATE_TARGETS", "") // empty: unset, not a bad bool
 	var f agentFlags
 	fs := agentFlagSet(&f)
 	if err := loadSettings(fs, []string{"--config", file, "--gossip-addr", "127.0.0.1:9902"}); err != nil {
@@ -29,6 +31,7 @@ func TestSettingsPrecedence(t *testing.T) {
 		"default kept":       {f.clusterName, "chime"},
 		"empty value unset":  {f.clusterKey, ""},
 		"duration from file": {f.pollInterval.String(), time.Minute.String()},
+		"empty env unset":    {f.allowedTargetCIDRs.String(), "10.9.0.0/16"},
 	}
 	for name, c := range checks {
 		if c[0] != c[1] {
