@@ -182,6 +182,15 @@ func newProc(t *testing.T, o procOpts) *proc {
 	return p
 }
 
+// externalProc is a node the test does not run itself (a container): only
+// its id and HTTP address, live, and never seen to exit (the harness cannot
+// tell); Kill, Restart and the like do nothing useful on it.
+func externalProc(t *testing.T, id, httpAddr string) *proc {
+	p := &proc{t: t, id: id, http: httpAddr, done: make(chan struct{})}
+	p.live.Store(true)
+	return p
+}
+
 func (p *proc) setJoin(addrs []string) {
 	p.args = append(p.args, "--join", strings.Join(addrs, ","))
 }

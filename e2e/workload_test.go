@@ -52,9 +52,12 @@ type faultReceiver struct {
 	byNode   map[string]int
 }
 
-func newFaultReceiver(t *testing.T) *faultReceiver {
+func newFaultReceiver(t *testing.T) *faultReceiver { return newFaultReceiverOn(t, "127.0.0.1") }
+
+// newFaultReceiverOn listens on host (an IP address), on a free port.
+func newFaultReceiverOn(t *testing.T, host string) *faultReceiver {
 	r := &faultReceiver{secrets: map[string]string{}, byID: map[string][]receipt{}, keys: map[string]time.Time{}, byNode: map[string]int{}}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		t.Fatal(err)
 	}
