@@ -26,8 +26,9 @@ import (
 
 const composeProject = "chime-e2e"
 
-// composeEnv is what the run passes to compose: its own env file, ports,
-// network and the receiver's range.
+// composeRun is one compose cluster of the test: the command, and the
+// environment it passes to compose (its own env file, ports, network and the
+// receiver's range).
 type composeRun struct {
 	t       *testing.T
 	cmd     []string // "docker compose" or "docker-compose", then -p project -f file
