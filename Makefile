@@ -31,8 +31,8 @@ e2e: ## only the real-process tests in e2e/
 
 # Every fault scenario (docs/reliability.md), including those too long or too special for make test; prints the
 # FAULT figure lines of each. CHIME_FAULT_RUN sets the leader-kill run (default 3m).
-chaos: ## the whole fault suite on real processes, with its figures (about 20 minutes)
-	set -o pipefail; CHIME_CHAOS=1 $(GO) test -count=1 -timeout 60m -v -run 'TestFault' ./e2e | grep -E 'FAULT|^\s+\S+_test.go:[0-9]+: [^+]|^(ok|FAIL|---|panic)'
+chaos: ## the whole fault suite: real processes and the compose cluster, with its figures (about 20 minutes)
+	set -o pipefail; CHIME_CHAOS=1 CHIME_CHAOS_COMPOSE=1 $(GO) test -count=1 -timeout 60m -v -run 'TestFault' ./e2e | grep -E 'FAULT|^\s+\S+_test.go:[0-9]+: [^+]|^(ok|FAIL|---|panic)'
 
 # The same fault suite on docker-compose.yml's containers (make image, then its own compose project chime-e2e on
 # 127.0.0.1:20000-32000 and 172.28.72.0/24, CHIME_E2E_NET overrides; never make up's); removed when it ends.
