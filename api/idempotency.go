@@ -151,9 +151,7 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		// The write is in (an answer too large to keep, or a 5xx after the
 		// write): end the claim now, so a retry hears at once that the
 		// answer is lost rather than waiting for the claim to lapse.
-		done := *claim
-		done.ClaimUntil = fsm.MillisOf(s.cfg.Now())
-		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
+		cmd, err = s.endClaim(claim)
 	default:
 		cmd, err = fsm.Encode(fsm.CmdDelete, &fsm.Delete{Table: fsm.TableIdempotency, ID: id, IfIndex: claim.ModifyIndex})
 	}
@@ -164,9 +162,7 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		// The release lost to the guarded write, which committed after all
 		// (its outcome was unknown here): end the claim as above.
 		if rec, rerr := s.cfg.Cluster.FSM().State().Idempotency(id); rerr == nil && rec.Applied && rec.Status == 0 {
-			done := *rec
-			done.ClaimUntil = fsm.MillisOf(s.cfg.Now())
-			if cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: rec.ModifyIndex}); err == nil {
+			if cmd, err = s.endClaim(rec); err == nil {
 				_, err = s.cfg.Cluster.Apply(ctx, cmd)
 			}
 		}
@@ -175,6 +171,13 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		s.logger.Warn("idempotency key not settled; it lapses on its own", "key_id", id, "status", status, "error", err)
 	}
 	return nil
+}
+
+// endClaim is the command that ends rec's claim now, keeping the rest.
+func (s *Server) endClaim(rec *fsm.IdempotencyRecord) ([]byte, error) {
+	done := *rec
+	done.ClaimUntil = fsm.MillisOf(s.cfg.Now())
+	return fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: rec.ModifyIndex})
 }
 
 // ctxIdemClaim holds the *heldClaim of a keyed request while it runs.

@@ -220,15 +220,23 @@ func (s *Server) apply(c *gin.Context, cmd []byte, buildErr error) error {
 	if buildErr != nil {
 		return buildErr
 	}
+	_, err := s.commit(c, cmd)
+	return err
+}
+
+// commit is every handler write: guarded by the request's Idempotency-Key
+// claim (guardIdempotent) and refused with 503 if a restore overtook it.
+func (s *Server) commit(c *gin.Context, cmd []byte) (*fsm.Result, error) {
 	cmd, settle, err := s.guardIdempotent(c, cmd)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	restores := s.cfg.Cluster.FSM().Restores()
-	if _, err = settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd)); err != nil {
-		return err
+	res, err := settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
+	if err != nil {
+		return nil, err
 	}
-	return s.notRestored(restores)
+	return res, s.notRestored(restores)
 }
 
 // notRestored fails with 503 if a snapshot restore has replaced the state
@@ -268,16 +276,8 @@ func (s *Server) applyItems(c *gin.Context, cmd []byte, buildErr error, want int
 	if buildErr != nil {
 		return nil, buildErr
 	}
-	cmd, settle, err := s.guardIdempotent(c, cmd)
+	res, err := s.commit(c, cmd)
 	if err != nil {
-		return nil, err
-	}
-	restores := s.cfg.Cluster.FSM().Restores()
-	res, err := settle(s.cfg.Cluster.Apply(c.Request.Context(), cmd))
-	if err != nil {
-		return nil, err
-	}
-	if err := s.notRestored(restores); err != nil {
 		return nil, err
 	}
 	if len(res.Results) != want {

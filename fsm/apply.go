@@ -194,18 +194,8 @@ func (a *applier) checkGuard(g *Guard) *Error {
 	if !ok {
 		return invalid("guard.table", "unknown table %q", g.Table)
 	}
-	args, err := t.idArgs(g.ID)
-	if err != nil {
-		return invalid("guard.id", "%v", err)
-	}
-	existing := a.first(t.name, IndexID, args...)
-	if existing == nil {
-		return notFound("", "%s %q not found", t.singular, g.ID)
-	}
-	if _, mod := existing.indexes(); mod != g.IfIndex {
-		return conflict("", "%s %q was modified at index %d, not %d", t.singular, g.ID, mod, g.IfIndex)
-	}
-	return nil
+	_, e := a.recordAt(t, g.ID, g.IfIndex)
+	return e
 }
 
 func (a *applier) put(b *Put) *Error {
@@ -289,17 +279,27 @@ func (a *applier) putRaises(existing, rec record, initiator string) {
 	}
 }
 
-func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
+// recordAt is t's record id, which must exist and, unless ifIndex is 0,
+// have been last modified at ifIndex.
+func (a *applier) recordAt(t *tableDef, id string, ifIndex uint64) (record, *Error) {
 	args, err := t.idArgs(id)
 	if err != nil {
-		return invalid("id", "%v", err)
+		return nil, invalid("id", "%v", err)
 	}
 	existing := a.first(t.name, IndexID, args...)
 	if existing == nil {
-		return notFound("", "%s %q not found", t.singular, id)
+		return nil, notFound("", "%s %q not found", t.singular, id)
 	}
 	if _, mod := existing.indexes(); ifIndex != 0 && mod != ifIndex {
-		return conflict("", "%s %q was modified at index %d, not %d", t.singular, id, mod, ifIndex)
+		return nil, conflict("", "%s %q was modified at index %d, not %d", t.singular, id, mod, ifIndex)
+	}
+	return existing, nil
+}
+
+func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
+	existing, e := a.recordAt(t, id, ifIndex)
+	if e != nil {
+		return e
 	}
 	if t.name == TableProjects {
 		if e := a.projectDeletable(id); e != nil {
