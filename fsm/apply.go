@@ -11,7 +11,12 @@ import (
 // error leaves no trace and the other commands of the transaction stand.
 type applier struct {
 	txn   *memdb.Txn
+	arch  *archive
 	index uint64
+	// track: the change feed listens; archChanges then collects what the
+	// archive took in or gave up, which memdb's change tracking cannot see.
+	track       bool
+	archChanges []Change
 	// endpoints caches each project's endpoints for lifecycle events during
 	// one command (see subscribers).
 	endpoints map[string][]*Endpoint
@@ -218,6 +223,9 @@ func (a *applier) put(b *Put) *Error {
 		panic(fmt.Sprintf("fsm: %s id index at raft index %d: %v", t.name, a.index, err))
 	}
 	existing := a.first(t.name, IndexID, rawKey(idKey))
+	if existing == nil && a.unarchiveFor(t, rec.key()) {
+		existing = a.first(t.name, IndexID, rawKey(idKey))
+	}
 	switch {
 	case b.IfAbsent && existing != nil:
 		return conflict("", "%s %q already exists", t.singular, rec.key())
@@ -297,6 +305,7 @@ func (a *applier) recordAt(t *tableDef, id string, ifIndex uint64) (record, *Err
 }
 
 func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
+	a.unarchiveFor(t, id)
 	existing, e := a.recordAt(t, id, ifIndex)
 	if e != nil {
 		return e

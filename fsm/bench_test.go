@@ -107,3 +107,89 @@ func BenchmarkSnapshotRestore1MJobs(b *testing.B) {
 		b.Log(fmt.Sprintf("%d jobs: snapshot %d MiB written in %s, restored in %s", n, info.Size()>>20, persist.Round(time.Millisecond), restore.Round(time.Millisecond)))
 	}
 }
+
+// BenchmarkFireHistory drives the state the way the pipeline does at the
+// budget's rate: jobs fire (one occurrence and one delivery each) and their
+// deliveries succeed on the first attempt, round after round, so that the
+// history they leave behind accumulates. It reports what each finished fire
+// costs: apply time, heap and heap objects (what the garbage collector must
+// mark on every cycle), and the snapshot's time and size per fire.
+func BenchmarkFireHistory(b *testing.B) {
+	const jobs, rounds = 5_000, 20
+	for range b.N {
+		before := heapInUse()
+		var ms runtime.MemStats
+		runtime.ReadMemStats(&ms)
+		objsBefore := ms.HeapObjects
+		h := newHarness(b)
+		h.ok(must(b)(ProjectCreateCommand(Project{Name: DefaultProject})))
+		loadJobs(b, h, jobs)
+		var ids []string
+		all, _ := h.f.State().Jobs(DefaultProject, "", 0)
+		for _, j := range all {
+			ids = append(ids, j.ID)
+		}
+		var applyTime time.Duration
+		for r := 1; r <= rounds; r++ {
+			at := Millis(1_760_000_000_000 + int64(r)*60_000)
+			var dels []DeliveryResult
+			for start := 0; start < jobs; start += 500 {
+				st := h.f.State()
+				var fires []JobFire
+				for _, id := range ids[start:min(jobs, start+500)] {
+					j, err := st.Job(id)
+					if err != nil {
+						b.Fatal(err)
+					}
+					next := *j
+					next.NextFireAt, next.OccurrenceCount, next.LastNumber = at+60_000, int64(r), int64(r)
+					key := strconv.FormatInt(int64(at), 10)
+					o := &Occurrence{ID: DerivedID("occ", at, id, key), JobID: id, Project: DefaultProject, Number: int64(r),
+						IdentityKey: key, ScheduledFor: at, FiredAt: at + 3, Status: OccurrencePending}
+					d := Delivery{ID: DerivedID("dlv", at, o.ID, ""), Project: DefaultProject, OccurrenceID: o.ID, JobID: id,
+						Status: DeliveryPending, MaxAttempts: 5, NextAttemptAt: at, AssignedNode: "node-2", LeaseUntil: at + 30_000,
+						ScheduledFor: at, CreatedAt: at + 3, UpdatedAt: at + 3}
+					fires = append(fires, JobFire{Job: next, Occurrence: o, Deliveries: []Delivery{d}})
+					dels = append(dels, DeliveryResult{DeliveryID: d.ID, Status: DeliverySucceeded,
+						Attempt: Attempt{Node: "node-2", StartedAt: at + 5, LatencyMs: 2, StatusCode: 200, ResponseSummary: "ok"}})
+				}
+				cmd := must(b)(Encode(CmdFire, Fire{At: at + 3, Jobs: fires}))
+				t0 := time.Now()
+				h.ok(cmd)
+				applyTime += time.Since(t0)
+			}
+			for start := 0; start < len(dels); start += 256 {
+				batch := dels[start:min(len(dels), start+256)]
+				for i := range batch {
+					d, _ := h.f.State().Delivery(batch[i].DeliveryID)
+					batch[i].Fence = d.Fence
+				}
+				cmd := must(b)(Encode(CmdDeliveryResults, DeliveryResults{At: at + 8, Results: batch}))
+				t0 := time.Now()
+				h.ok(cmd)
+				applyTime += time.Since(t0)
+			}
+		}
+		fired := float64(jobs * rounds)
+		after := heapInUse()
+		runtime.ReadMemStats(&ms)
+		b.ReportMetric(float64(applyTime.Microseconds())/fired, "applyµs/fire")
+		b.ReportMetric((float64(after-before)-float64(jobs)*2134)/fired, "heapB/fire")
+		b.ReportMetric(float64(ms.HeapObjects-objsBefore)/fired, "objs/fire")
+
+		path := b.TempDir() + "/snap"
+		f, err := os.Create(path)
+		if err != nil {
+			b.Fatal(err)
+		}
+		snap, _ := h.f.Snapshot()
+		t0 := time.Now()
+		if err := snap.Persist(fileSink{f}); err != nil {
+			b.Fatal(err)
+		}
+		b.ReportMetric(float64(time.Since(t0).Nanoseconds())/fired, "snapns/fire")
+		info, _ := os.Stat(path)
+		b.ReportMetric(float64(info.Size())/fired, "snapB/fire")
+		runtime.KeepAlive(h)
+	}
+}

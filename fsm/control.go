@@ -1,5 +1,7 @@
 package fsm
 
+import "math"
+
 // Operator actions on deliveries and occurrences (retry, cancel, release a
 // held delivery, complete or skip an occurrence). They are commands of their
 // own rather than Puts because each one moves a record through its state
@@ -70,6 +72,14 @@ func (a *applier) deliveryControl(c *DeliveryControl) []*Result {
 func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
 	cur, _ := a.first(TableDeliveries, IndexID, act.DeliveryID).(*Delivery)
 	if cur == nil {
+		// A succeeded delivery is archived; every action refuses it below,
+		// with the same answer as for any other status it does not apply to.
+		v := a.arch.view()
+		if i := v.find(act.DeliveryID, math.MaxUint64); i >= 0 {
+			cur = v.delivery(i)
+		}
+	}
+	if cur == nil {
 		return notFound("delivery", "delivery %q not found", act.DeliveryID)
 	}
 	d := *cur
@@ -123,7 +133,7 @@ func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
 	}
 	if c.Action == ActionSkip {
 		a.finishOccurrence(cur, OccurrenceSkipped, c.At, nil, c.Initiator)
-		for _, d := range a.state().DeliveriesByOccurrence(id) {
+		for _, d := range a.state().UnsettledDeliveriesByOccurrence(id) {
 			if !d.Terminal() {
 				a.cancelDelivery(d, c.At)
 			}

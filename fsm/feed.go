@@ -118,8 +118,20 @@ func (fd *feed) dropLocked(s *Subscription, why string) {
 	close(s.c)
 }
 
-// publish offers the feed tables' changes of a committed transaction.
-func (fd *feed) publish(index uint64, changes memdb.Changes) {
+// opUnarchived marks, in the applier's archive changes, a delivery moved
+// back from the archive into memdb; it is never published.
+const opUnarchived = "unarchived"
+
+// publish offers the feed tables' changes of a committed transaction. arch
+// lists the deliveries the archive took in (OpUpdated) or gave back
+// (opUnarchived) in it: memdb sees a delivery leave for the archive as a
+// deletion and one coming back as a creation, which are neither to a
+// subscriber.
+func (fd *feed) publish(index uint64, changes memdb.Changes, arch []Change) {
+	moved := make(map[string]*Change, len(arch))
+	for i := range arch {
+		moved[arch[i].ID] = &arch[i]
+	}
 	var out []Change
 	for _, ch := range changes {
 		if !feedTables[ch.Table] || (ch.Before == nil && ch.After == nil) {
@@ -134,6 +146,27 @@ func (fd *feed) publish(index uint64, changes memdb.Changes) {
 		}
 		r := c.Object.(record)
 		c.ID, c.Project = r.key(), r.projectName()
+		if m := moved[c.ID]; m != nil && ch.Table == TableDeliveries {
+			switch {
+			case c.Op == OpDeleted && m.Op == OpUpdated: // archived
+				c.Op, c.Object = OpUpdated, m.Object
+			case c.Op == OpCreated && m.Op == opUnarchived: // back in memdb, perhaps changed
+				c.Op = OpUpdated
+			}
+			delete(moved, c.ID)
+		}
+		out = append(out, c)
+	}
+	for _, m := range arch {
+		if moved[m.ID] == nil {
+			continue
+		}
+		c := m
+		if c.Op == OpUpdated {
+			c.Op = OpCreated // created and archived within the batch
+		} else {
+			c.Op = OpDeleted // taken back and deleted within the batch
+		}
 		out = append(out, c)
 	}
 	if len(out) == 0 {

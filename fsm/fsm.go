@@ -24,11 +24,12 @@ type Result struct {
 // and closes the old one's abandonCh.
 type store struct {
 	db        *memdb.MemDB
+	arch      *archive
 	abandonCh chan struct{}
 }
 
-func newStore(db *memdb.MemDB) *store {
-	return &store{db: db, abandonCh: make(chan struct{})}
+func newStore(db *memdb.MemDB, arch *archive) *store {
+	return &store{db: db, arch: arch, abandonCh: make(chan struct{})}
 }
 
 // FSM is Chime's replicated state machine; it implements raft.FSM and
@@ -57,7 +58,7 @@ func New(logger *slog.Logger) *FSM {
 		logger = slog.Default()
 	}
 	f := &FSM{logger: logger, notify: make(chan struct{})}
-	f.store.Store(newStore(newDB()))
+	f.store.Store(newStore(newDB(), newArchive()))
 	return f
 }
 
@@ -77,12 +78,13 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	if len(logs) == 0 {
 		return out
 	}
-	txn := f.store.Load().db.Txn(true)
+	st := f.store.Load()
+	txn := st.db.Txn(true)
 	track := f.feed.active()
 	if track {
 		txn.TrackChanges()
 	}
-	a := applier{txn: txn}
+	a := applier{txn: txn, arch: st.arch, track: track}
 	defer func() {
 		txn.Abort() // no-op after Commit; releases the writer lock on panic
 		if r := recover(); r != nil {
@@ -101,9 +103,10 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 	last := logs[len(logs)-1]
 	a.mustInsert(tableMeta, &meta{Key: metaKey, Index: last.Index, Term: last.Term})
 	txn.Commit()
+	st.arch.maybeCompact() // after the commit: see maybeCompact
 	f.setApplied(last.Index)
 	if track {
-		f.feed.publish(last.Index, txn.Changes())
+		f.feed.publish(last.Index, txn.Changes(), a.archChanges)
 	}
 	return out
 }
@@ -152,7 +155,11 @@ func (f *FSM) WaitForIndex(ctx context.Context, index uint64) error {
 // State returns a consistent read-only view of the current state.
 func (f *FSM) State() *State {
 	st := f.store.Load()
-	return &State{txn: st.db.Txn(false), abandonCh: st.abandonCh}
+	// memdb and the archive are captured together under the archive's read
+	// lock, which the archive's compaction waits for (see maybeCompact).
+	st.arch.mu.RLock()
+	defer st.arch.mu.RUnlock()
+	return &State{txn: st.db.Txn(false), abandonCh: st.abandonCh, arch: st.arch.viewLocked()}
 }
 
 // AbandonCh is closed when Restore replaces the current state: watchers on
@@ -175,11 +182,11 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 func (f *FSM) Restores() uint64 { return f.restores.Load() }
 
 func (f *FSM) Restore(rc io.ReadCloser) error {
-	db, hdr, err := readSnapshot(rc)
+	db, arch, hdr, err := readSnapshot(rc)
 	if err != nil {
 		return err
 	}
-	old := f.store.Swap(newStore(db))
+	old := f.store.Swap(newStore(db, arch))
 	f.restores.Add(1)
 	close(old.abandonCh)
 	f.setApplied(hdr.Index)

@@ -1,10 +1,12 @@
 package fsm
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -82,7 +84,8 @@ func checkErr(t testing.TB, got, want error, wantMsg string) {
 	}
 }
 
-// dump returns every replicated row, table by table, in id order.
+// dump returns every replicated row, table by table, in id order, archived
+// deliveries and their attempts included where they belong.
 func dump(s *State) map[string][]any {
 	out := map[string][]any{}
 	for _, name := range Tables() {
@@ -94,8 +97,26 @@ func dump(s *State) map[string][]any {
 			out[name] = append(out[name], obj)
 		}
 	}
+	out[TableDeliveries] = nil
+	for _, d := range must2(s.deliveries(archQuery{}, "", 0)) {
+		out[TableDeliveries] = append(out[TableDeliveries], d)
+	}
+	at := s.archIndex()
+	for i := s.arch.front; i < len(s.arch.entries); i++ {
+		if s.arch.entries[i].visibleAt(at) {
+			for _, a := range s.arch.attempts(i) {
+				out[TableAttempts] = append(out[TableAttempts], a)
+			}
+		}
+	}
+	slices.SortFunc(out[TableAttempts], func(x, y any) int {
+		a, b := x.(*Attempt), y.(*Attempt)
+		return cmp.Or(strings.Compare(a.DeliveryID, b.DeliveryID), cmp.Compare(a.Number, b.Number))
+	})
 	return out
 }
+
+func must2[T any](v T, _ string) T { return v }
 
 func sameState(t testing.TB, got, want *State) {
 	t.Helper()

@@ -1,6 +1,9 @@
 package fsm
 
-import "fmt"
+import (
+	"fmt"
+	"math"
+)
 
 // The fire-and-deliver pipeline's commands. The leader's poller and the
 // nodes' dispatchers decide (what fires, where a delivery runs, when it is
@@ -105,7 +108,11 @@ type Prune struct {
 	IdempotencyBefore Millis `msgpack:"idem,omitempty"`
 }
 
-func (a *applier) state() *State { return &State{txn: a.txn} }
+// state is a view of the transaction being applied, archive included, with
+// this command's own writes.
+func (a *applier) state() *State {
+	return &State{txn: a.txn, arch: a.arch.view(), archAt: math.MaxUint64}
+}
 
 // eachItem applies one item at a time and gives each its own result, so one
 // stale or bad item never blocks the rest of a command.
@@ -210,7 +217,7 @@ func (a *applier) checkNewDeliveries(project string, ds []Delivery) *Error {
 		case d.Status == DeliveryPending && d.AssignedNode == "":
 			return invalid("deliveries", "pending delivery %q has no node", d.ID)
 		}
-		if a.first(TableDeliveries, IndexID, d.ID) != nil {
+		if a.first(TableDeliveries, IndexID, d.ID) != nil || a.archived(d.ID) >= 0 {
 			return conflict("deliveries", "delivery %q already exists", d.ID)
 		}
 		// Held because the planner saw its endpoint disabled; if the endpoint
@@ -270,7 +277,6 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 	att := r.Attempt
 	att.DeliveryID, att.Number, att.Fence = d.ID, d.Attempts, d.Fence
 	att.setIndexes(a.index, a.index)
-	a.mustInsert(TableAttempts, &att)
 
 	d.Status, d.LastStatusCode, d.LastError, d.UpdatedAt = r.Status, att.StatusCode, att.Error, at
 	if r.Status == DeliveryRetryScheduled {
@@ -279,7 +285,12 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 		d.CompletedAt, d.LeaseUntil = at, 0
 	}
 	d.setIndexes(cur.CreateIndex, a.index)
-	a.mustInsert(TableDeliveries, &d)
+	if d.Status == DeliverySucceeded {
+		a.archive(cur, &d, &att)
+	} else {
+		a.mustInsert(TableAttempts, &att)
+		a.mustInsert(TableDeliveries, &d)
+	}
 	// A test call (POST /v1/endpoints/{id}/test) answers its caller and
 	// counts neither for nor against the endpoint.
 	if typ := a.eventType(&d); typ != EventWebhookTest {
@@ -410,6 +421,7 @@ func (a *applier) prune(p *Prune) *Result {
 		return res
 	}
 	st := a.state()
+	a.arch.prune(p.Before, a.index)
 	for _, d := range st.TerminalDeliveries(p.Before, p.Limit) {
 		for _, att := range st.Attempts(d.ID) {
 			a.mustDelete(TableAttempts, att)
@@ -461,7 +473,7 @@ const pruneScanFactor = 10
 // allDeliveriesTerminal reports whether every delivery of the occurrence is
 // finished.
 func (a *applier) allDeliveriesTerminal(occID string) bool {
-	for _, d := range a.state().DeliveriesByOccurrence(occID) {
+	for _, d := range a.state().UnsettledDeliveriesByOccurrence(occID) {
 		if !d.Terminal() {
 			return false
 		}

@@ -384,7 +384,10 @@ var tableDefs = []*tableDef{
 			index(IndexIdentity, true, func(r *Occurrence) bool { return r.IdentityKey != "" },
 				str(func(r *Occurrence) string { return r.JobID }),
 				str(func(r *Occurrence) string { return r.IdentityKey })),
-			index(IndexJobStatus, false, nil,
+			// Pending occurrences only: the poller reads them on every fire,
+			// while finished ones are the bulk of the table and are listed
+			// by status rarely (OccurrencesByStatus scans the job's then).
+			index(IndexJobStatus, false, func(r *Occurrence) bool { return !r.Terminal() },
 				str(func(r *Occurrence) string { return r.JobID }),
 				str(func(r *Occurrence) string { return r.Status })),
 			index(IndexTerminal, false, func(r *Occurrence) bool { return r.Terminal() && r.CompletedAt != 0 },

@@ -81,6 +81,12 @@ func WriteSnapshot(w io.Writer, s *State) error {
 			}
 		}
 	}
+	// Archived deliveries go out as the delivery and attempt records they
+	// are (their bytes are kept encoded), so any node, older ones included,
+	// reads them like any other row.
+	if err := s.arch.writeRecords(bw, s.archIndex()); err != nil {
+		return err
+	}
 	if ext.snapshotRecords != nil { // nil in the default build
 		recs, err := ext.snapshotRecords(s)
 		if err != nil {
@@ -189,12 +195,17 @@ func unexpectedEOF(err error) error {
 
 // readSnapshot builds a new memdb from a snapshot stream. Nothing is shared
 // with the current state, so an error leaves that untouched.
-func readSnapshot(r io.Reader) (*memdb.MemDB, SnapshotHeader, error) {
+func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 	br := bufio.NewReaderSize(r, 256<<10)
 	hdr, err := ReadSnapshotHeader(br)
 	if err != nil {
-		return nil, hdr, err
+		return nil, nil, hdr, err
 	}
+	arch := newArchive()
+	// Succeeded deliveries and their attempts are collected here and
+	// archived at the end, in the order the snapshot gives them.
+	var settled []*restoredDelivery
+	settledByID := map[string]*restoredDelivery{}
 	db := newDB()
 	txn := db.Txn(true)
 	defer txn.Abort()
@@ -203,20 +214,20 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, SnapshotHeader, error) {
 	for n := 0; ; n++ {
 		typ, err := br.ReadByte()
 		if err != nil {
-			return nil, hdr, truncated(n, err)
+			return nil, nil, hdr, truncated(n, err)
 		}
 		size, err := binary.ReadUvarint(br)
 		if err != nil {
-			return nil, hdr, truncated(n, err)
+			return nil, nil, hdr, truncated(n, err)
 		}
 		if typ == snapshotEnd {
 			if size != 0 {
-				return nil, hdr, fmt.Errorf("fsm: snapshot end marker has length %d", size)
+				return nil, nil, hdr, fmt.Errorf("fsm: snapshot end marker has length %d", size)
 			}
 			break
 		}
 		if size > maxRecordLen {
-			return nil, hdr, fmt.Errorf("fsm: snapshot record %d is %d bytes long, more than the %d allowed", n, size, maxRecordLen)
+			return nil, nil, hdr, fmt.Errorf("fsm: snapshot record %d is %d bytes long, more than the %d allowed", n, size, maxRecordLen)
 		}
 		if restore := ext.restore[typ]; restore != nil { // none in the default build
 			if uint64(cap(buf)) < size {
@@ -224,20 +235,20 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, SnapshotHeader, error) {
 			}
 			buf = buf[:size]
 			if _, err := io.ReadFull(br, buf); err != nil {
-				return nil, hdr, truncated(n, err)
+				return nil, nil, hdr, truncated(n, err)
 			}
 			if err := restore(txn, buf); err != nil {
-				return nil, hdr, fmt.Errorf("fsm: snapshot record %d (type 0x%02x): %w", n, typ, err)
+				return nil, nil, hdr, fmt.Errorf("fsm: snapshot record %d (type 0x%02x): %w", n, typ, err)
 			}
 			continue
 		}
 		t := tablesByNum[typ]
 		if t == nil {
 			if typ&snapshotIgnorable == 0 {
-				return nil, hdr, fmt.Errorf("fsm: snapshot record type %d (0x%02x) is unknown to this node and not ignorable; upgrade this node", typ, typ)
+				return nil, nil, hdr, fmt.Errorf("fsm: snapshot record type %d (0x%02x) is unknown to this node and not ignorable; upgrade this node", typ, typ)
 			}
 			if _, err := br.Discard(int(size)); err != nil {
-				return nil, hdr, truncated(n, err)
+				return nil, nil, hdr, truncated(n, err)
 			}
 			continue
 		}
@@ -246,27 +257,52 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, SnapshotHeader, error) {
 		}
 		buf = buf[:size]
 		if _, err := io.ReadFull(br, buf); err != nil { // the decoder copies, so buf is reused
-			return nil, hdr, truncated(n, err)
+			return nil, nil, hdr, truncated(n, err)
 		}
 		rec, err := t.decode(buf)
 		if err != nil {
-			return nil, hdr, fmt.Errorf("fsm: snapshot record %d (%s): %w", n, t.name, err)
-		}
-		if err := txn.Insert(t.name, rec); err != nil {
-			return nil, hdr, fmt.Errorf("fsm: snapshot record %d (%s %q): %w", n, t.singular, rec.key(), err)
+			return nil, nil, hdr, fmt.Errorf("fsm: snapshot record %d (%s): %w", n, t.name, err)
 		}
 		counts[t.name]++
+		switch r := rec.(type) {
+		case *Delivery:
+			if r.Status == DeliverySucceeded && settledByID[r.ID] == nil {
+				rd := &restoredDelivery{d: r, parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}}
+				settled = append(settled, rd)
+				settledByID[r.ID] = rd
+				continue
+			}
+		case *Attempt:
+			// Deliveries precede their attempts in every snapshot (by
+			// table, or archived ones each followed by its own).
+			if rd := settledByID[r.DeliveryID]; rd != nil {
+				rd.parts = append(rd.parts, bytes.Clone(buf))
+				continue
+			}
+		}
+		if err := txn.Insert(t.name, rec); err != nil {
+			return nil, nil, hdr, fmt.Errorf("fsm: snapshot record %d (%s %q): %w", n, t.singular, rec.key(), err)
+		}
 	}
 	for _, t := range tableDefs {
 		if want, ok := hdr.Counts[t.name]; ok && want != counts[t.name] {
-			return nil, hdr, fmt.Errorf("fsm: snapshot has %d %s, its header says %d", counts[t.name], t.name, want)
+			return nil, nil, hdr, fmt.Errorf("fsm: snapshot has %d %s, its header says %d", counts[t.name], t.name, want)
 		}
 	}
 	if err := txn.Insert(tableMeta, &meta{Key: metaKey, Index: hdr.Index, Term: hdr.Term}); err != nil {
-		return nil, hdr, fmt.Errorf("fsm: restore: %w", err)
+		return nil, nil, hdr, fmt.Errorf("fsm: restore: %w", err)
+	}
+	for _, rd := range settled {
+		// Index 0: visible at the snapshot's index and every later one.
+		arch.add(rd.d, joinParts(rd.parts), len(rd.parts)-2, 0)
 	}
 	txn.Commit()
-	return db, hdr, nil
+	return db, arch, hdr, nil
+}
+
+type restoredDelivery struct {
+	d     *Delivery
+	parts [][]byte // the blob's parts: id, delivery, attempts
 }
 
 func truncated(n int, err error) error {

@@ -23,6 +23,18 @@ import (
 type State struct {
 	txn       *memdb.Txn
 	abandonCh <-chan struct{}
+	arch      archView
+	// archAt overrides the index the archive is read at: the applier reads
+	// its own uncommitted writes. 0: this view's Index().
+	archAt uint64
+}
+
+// archIndex is the Raft index at which s reads the archive.
+func (s *State) archIndex() uint64 {
+	if s.archAt != 0 {
+		return s.archAt
+	}
+	return s.Index()
 }
 
 // Index is the Raft index of the last log applied in this view.
@@ -59,6 +71,14 @@ func (s *State) Count(table string) int {
 	n := 0
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		n++
+	}
+	switch table {
+	case TableDeliveries, TableAttempts:
+		d, a := s.arch.count(s.archIndex())
+		if table == TableDeliveries {
+			return n + d
+		}
+		return n + a
 	}
 	return n
 }
@@ -350,8 +370,25 @@ func (s *State) OccurrencesByJob(jobID string, afterNumber int64, limit int) (ou
 }
 
 // OccurrencesByStatus lists the occurrences of job with status, by id.
+// The job_status index holds only unfinished occurrences; finished ones are
+// found by reading all of the job's occurrences.
 func (s *State) OccurrencesByStatus(jobID, status, after string, limit int) ([]*Occurrence, string) {
-	return list[Occurrence](s, TableOccurrences, IndexJobStatus, []any{jobID, status}, after, limit)
+	probe := Occurrence{Status: status}
+	if !probe.Terminal() {
+		return list[Occurrence](s, TableOccurrences, IndexJobStatus, []any{jobID, status}, after, limit)
+	}
+	var out []*Occurrence
+	it := s.iter(TableOccurrences, IndexJobNumber, jobID)
+	for obj := it.Next(); obj != nil; obj = it.Next() {
+		if o := obj.(*Occurrence); o.JobID == jobID && o.Status == status && (after == "" || o.ID > after) {
+			out = append(out, o)
+		}
+	}
+	slices.SortFunc(out, func(a, b *Occurrence) int { return strings.Compare(a.ID, b.ID) })
+	if limit > 0 && len(out) > limit {
+		return out[:limit], out[limit-1].ID
+	}
+	return out, ""
 }
 
 // TerminalOccurrences returns terminal occurrences completed at or before
@@ -392,14 +429,21 @@ func (s *State) EventsDue(before Millis, limit int) []*Event {
 // ---------------------------------------------------------------------------
 // Deliveries and attempts.
 
-// Delivery returns the delivery id, or ErrNotFound.
+// Delivery returns the delivery id, or ErrNotFound. A succeeded delivery is
+// read from the archive.
 func (s *State) Delivery(id string) (*Delivery, error) {
-	return get[Delivery](s, TableDeliveries, fmt.Sprintf("delivery %q", id), id)
+	d, err := get[Delivery](s, TableDeliveries, fmt.Sprintf("delivery %q", id), id)
+	if err != nil {
+		if i := s.arch.find(id, s.archIndex()); i >= 0 {
+			return s.arch.delivery(i), nil
+		}
+	}
+	return d, err
 }
 
 // DeliveriesByStatus lists the deliveries of project with status, by id.
 func (s *State) DeliveriesByStatus(project, status, after string, limit int) ([]*Delivery, string) {
-	return list[Delivery](s, TableDeliveries, IndexProjectStatus, []any{project, status}, after, limit)
+	return s.deliveries(archQuery{DeliveryFilter: DeliveryFilter{Project: project, Status: status}}, after, limit)
 }
 
 // DeliveriesDue returns the active deliveries assigned to node with
@@ -443,26 +487,48 @@ func (s *State) ExpiredLeases(before Millis, limit int) []*Delivery {
 
 // DeliveriesByEndpoint lists the deliveries to endpoint, by id.
 func (s *State) DeliveriesByEndpoint(endpointID, after string, limit int) ([]*Delivery, string) {
-	return list[Delivery](s, TableDeliveries, IndexEndpoint, []any{endpointID}, after, limit)
+	if endpointID == "" {
+		return nil, ""
+	}
+	return s.deliveries(archQuery{DeliveryFilter: DeliveryFilter{EndpointID: endpointID}}, after, limit)
 }
 
 // DeliveriesByJob lists the deliveries of job, by id.
 func (s *State) DeliveriesByJob(jobID, after string, limit int) ([]*Delivery, string) {
-	return list[Delivery](s, TableDeliveries, IndexJob, []any{jobID}, after, limit)
+	if jobID == "" {
+		return nil, ""
+	}
+	return s.deliveries(archQuery{DeliveryFilter: DeliveryFilter{JobID: jobID}}, after, limit)
 }
 
-// DeliveriesByOccurrence returns the deliveries of occurrence, by id.
+// DeliveriesByOccurrence returns the deliveries of occurrence, by id,
+// succeeded ones included (which costs a pass over the archive: code on a hot
+// path wants UnsettledDeliveriesByOccurrence).
 func (s *State) DeliveriesByOccurrence(occurrenceID string) []*Delivery {
+	if occurrenceID == "" {
+		return nil
+	}
+	ds, _ := s.deliveries(archQuery{OccurrenceID: occurrenceID}, "", 0)
+	return ds
+}
+
+// UnsettledDeliveriesByOccurrence returns the deliveries of occurrence that
+// have not succeeded, by id: one index read, for the pipeline's checks.
+func (s *State) UnsettledDeliveriesByOccurrence(occurrenceID string) []*Delivery {
 	return all[Delivery](s.iter(TableDeliveries, IndexOccurrence, occurrenceID))
 }
 
 // DeliveriesByEvent lists the deliveries of event, by id.
 func (s *State) DeliveriesByEvent(eventID, after string, limit int) ([]*Delivery, string) {
-	return list[Delivery](s, TableDeliveries, IndexEvent, []any{eventID}, after, limit)
+	if eventID == "" {
+		return nil, ""
+	}
+	return s.deliveries(archQuery{EventID: eventID}, after, limit)
 }
 
-// TerminalDeliveries returns terminal deliveries completed at or before
-// before, oldest first: what retention removes.
+// TerminalDeliveries returns the terminal deliveries still in memdb (dead
+// letters and cancelled ones; succeeded ones are archived) completed at or
+// before before, oldest first: what retention removes besides the archive.
 func (s *State) TerminalDeliveries(before Millis, limit int) []*Delivery {
 	return until(s.iter(TableDeliveries, IndexTerminal), limit,
 		func(d *Delivery) bool { return d.CompletedAt <= before })
@@ -470,13 +536,32 @@ func (s *State) TerminalDeliveries(before Millis, limit int) []*Delivery {
 
 // Attempt returns attempt number n of delivery, or ErrNotFound.
 func (s *State) Attempt(deliveryID string, n int) (*Attempt, error) {
-	return get[Attempt](s, TableAttempts, fmt.Sprintf("attempt %d of delivery %q", n, deliveryID), deliveryID, n)
+	a, err := get[Attempt](s, TableAttempts, fmt.Sprintf("attempt %d of delivery %q", n, deliveryID), deliveryID, n)
+	if err != nil {
+		for _, x := range s.archivedAttempts(deliveryID) {
+			if x.Number == n {
+				return x, nil
+			}
+		}
+	}
+	return a, err
 }
 
 // Attempts returns the attempts of delivery, by number.
 func (s *State) Attempts(deliveryID string) []*Attempt {
 	// A prefix of the (delivery, number) id index: no separate index to write.
-	return all[Attempt](s.iter(TableAttempts, IndexID, deliveryID))
+	hot := all[Attempt](s.iter(TableAttempts, IndexID, deliveryID))
+	if len(hot) > 0 {
+		return hot // an archived delivery's attempts moved with it
+	}
+	return s.archivedAttempts(deliveryID)
+}
+
+func (s *State) archivedAttempts(deliveryID string) []*Attempt {
+	if i := s.arch.find(deliveryID, s.archIndex()); i >= 0 {
+		return s.arch.attempts(i)
+	}
+	return nil
 }
 
 // AssignedNodes returns the distinct nodes that hold active deliveries, in
@@ -538,28 +623,50 @@ func (f *DeliveryFilter) match(d *Delivery) bool {
 // (job, then endpoint, then project and status) and checks the rest of the
 // filter row by row. With only a project, it merges the project's per-status
 // runs of the project_status index, which are each in id order, so a project
-// never pays for the deliveries of other projects.
+// never pays for the deliveries of other projects. Succeeded deliveries come
+// from the archive, merged in by id.
 func (s *State) DeliveriesMatching(f DeliveryFilter, after string, limit int) ([]*Delivery, string) {
+	return s.deliveries(archQuery{DeliveryFilter: f}, after, limit)
+}
+
+func (s *State) deliveries(q archQuery, after string, limit int) ([]*Delivery, string) {
 	var next func() *Delivery
 	switch {
-	case f.JobID != "":
-		next = inIDOrder[Delivery](s, TableDeliveries, IndexJob, []any{f.JobID}, after)
-	case f.EndpointID != "":
-		next = inIDOrder[Delivery](s, TableDeliveries, IndexEndpoint, []any{f.EndpointID}, after)
-	case f.Project != "" && f.Status != "":
-		next = inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{f.Project, f.Status}, after)
-	case f.Project != "":
+	case q.OccurrenceID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexOccurrence, []any{q.OccurrenceID}, after)
+	case q.EventID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexEvent, []any{q.EventID}, after)
+	case q.JobID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexJob, []any{q.JobID}, after)
+	case q.EndpointID != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexEndpoint, []any{q.EndpointID}, after)
+	case q.Project != "" && q.Status != "":
+		next = inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{q.Project, q.Status}, after)
+	case q.Project != "":
 		var runs []func() *Delivery
-		for _, status := range s.deliveryStatuses(f.Project) {
-			runs = append(runs, inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{f.Project, status}, after))
+		for _, status := range s.deliveryStatuses(q.Project) {
+			runs = append(runs, inIDOrder[Delivery](s, TableDeliveries, IndexProjectStatus, []any{q.Project, status}, after))
 		}
 		next = mergeByID(runs)
 	default:
 		next = inIDOrder[Delivery](s, TableDeliveries, IndexID, nil, after)
 	}
+	archLimit := 0
+	if limit > 0 {
+		archLimit = limit + 1 // one more tells whether there is a next page
+	}
+	archived := s.arch.list(q, s.archIndex(), after, archLimit)
+	next = mergeByID([]func() *Delivery{next, func() *Delivery {
+		if len(archived) == 0 {
+			return nil
+		}
+		d := archived[0]
+		archived = archived[1:]
+		return d
+	}})
 	var out []*Delivery
 	for d := next(); d != nil; d = next() {
-		if !f.match(d) {
+		if !q.match(d) {
 			continue
 		}
 		if limit > 0 && len(out) == limit {

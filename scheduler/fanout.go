@@ -126,7 +126,7 @@ func (f *fanout) olderPending(job *fsm.Job) []string {
 }
 
 func (f *fanout) hasActiveDelivery(occID string) bool {
-	for _, d := range f.st.DeliveriesByOccurrence(occID) {
+	for _, d := range f.st.UnsettledDeliveriesByOccurrence(occID) {
 		if d.Active() {
 			return true
 		}
