@@ -149,6 +149,9 @@ func (a *applier) decode(t CommandType, body []byte, v any) {
 // mustInsert and mustDelete fail only on a schema or indexer bug. A failing
 // memdb call may leave the transaction half-written, so stop.
 func (a *applier) mustInsert(table string, obj any) {
+	if r, ok := obj.(sharer); ok {
+		r.shareStrings()
+	}
 	if err := a.txn.Insert(table, obj); err != nil {
 		panic(fmt.Sprintf("fsm: insert into %s at raft index %d: %v", table, a.index, err))
 	}

@@ -101,7 +101,9 @@ type rawKey []byte
 
 type part[T any] struct {
 	obj func(*T, []byte) []byte
-	arg func([]byte, any) ([]byte, error)
+	// size is how many bytes obj appends (barring escaped 0x00 bytes).
+	size func(*T) int
+	arg  func([]byte, any) ([]byte, error)
 	// prefix encodes a partial last argument for "<index>_prefix" lookups;
 	// nil when the kind does not support it.
 	prefix func([]byte, any) ([]byte, error)
@@ -140,6 +142,7 @@ func argInt(b []byte, a any) ([]byte, error) {
 func str[T any](get func(*T) string) part[T] {
 	return part[T]{
 		obj:    func(o *T, b []byte) []byte { return appendString(b, get(o)) },
+		size:   func(o *T) int { return len(get(o)) + 2 },
 		arg:    argString,
 		prefix: argStringPrefix,
 	}
@@ -147,15 +150,17 @@ func str[T any](get func(*T) string) part[T] {
 
 func millis[T any](get func(*T) Millis) part[T] {
 	return part[T]{
-		obj: func(o *T, b []byte) []byte { return appendInt(b, int64(get(o))) },
-		arg: argInt,
+		obj:  func(o *T, b []byte) []byte { return appendInt(b, int64(get(o))) },
+		size: func(*T) int { return 8 },
+		arg:  argInt,
 	}
 }
 
 func integer[T any](get func(*T) int64) part[T] {
 	return part[T]{
-		obj: func(o *T, b []byte) []byte { return appendInt(b, get(o)) },
-		arg: argInt,
+		obj:  func(o *T, b []byte) []byte { return appendInt(b, get(o)) },
+		size: func(*T) int { return 8 },
+		arg:  argInt,
 	}
 }
 
@@ -170,6 +175,9 @@ func integer[T any](get func(*T) int64) part[T] {
 type indexer[T any] struct {
 	parts []part[T]
 	when  func(*T) bool
+	// withID: memdb appends the record's id key to this index's keys (it is
+	// not unique), so room is made for it.
+	withID bool
 }
 
 func (x *indexer[T]) FromObject(raw any) (bool, []byte, error) {
@@ -180,7 +188,18 @@ func (x *indexer[T]) FromObject(raw any) (bool, []byte, error) {
 	if x.when != nil && !x.when(o) {
 		return false, nil, nil
 	}
-	b := make([]byte, 0, 32)
+	// The key lives as long as the record: sized exactly, it takes its own
+	// size class instead of whatever append's doubling left (a 40-byte key
+	// grown from 32 took 64), which is most of a stored job's margin under
+	// the 2 KiB budget.
+	n := 0
+	for _, p := range x.parts {
+		n += p.size(o)
+	}
+	if x.withID {
+		n += len(any(o).(record).key()) + 2
+	}
+	b := make([]byte, 0, n)
 	for _, p := range x.parts {
 		b = p.obj(o, b)
 	}
@@ -234,7 +253,7 @@ func index[T any](name string, unique bool, when func(*T) bool, parts ...part[T]
 		Name:         name,
 		Unique:       unique,
 		AllowMissing: when != nil,
-		Indexer:      &indexer[T]{parts: parts, when: when},
+		Indexer:      &indexer[T]{parts: parts, when: when, withID: !unique},
 	}
 }
 

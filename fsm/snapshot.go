@@ -280,6 +280,9 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 				continue
 			}
 		}
+		if r, ok := rec.(sharer); ok {
+			r.shareStrings()
+		}
 		if err := txn.Insert(t.name, rec); err != nil {
 			return nil, nil, hdr, fmt.Errorf("fsm: snapshot record %d (%s %q): %w", n, t.singular, rec.key(), err)
 		}
