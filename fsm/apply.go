@@ -261,6 +261,15 @@ func (a *applier) put(b *Put) *Error {
 			return conflict(u.field, "%s %s already used by %s %q", t.singular, u.what, t.singular, other.key())
 		}
 	}
+	if o, ok := rec.(*Occurrence); ok { // the unique rules again, for finished occurrences
+		st := a.state()
+		if other, err := st.OccurrenceByNumber(o.JobID, o.Number); err == nil && other.ID != o.ID {
+			return conflict("number", "occurrence number within its job already used by occurrence %q", other.ID)
+		}
+		if other, err := st.OccurrenceByIdentity(o.JobID, o.IdentityKey); err == nil && other.ID != o.ID {
+			return conflict("identityKey", "occurrence identity key within its job already used by occurrence %q", other.ID)
+		}
+	}
 
 	created := a.index
 	if existing != nil {
@@ -268,6 +277,7 @@ func (a *applier) put(b *Put) *Error {
 	}
 	rec.setIndexes(created, a.index)
 	a.mustInsert(t.name, rec)
+	a.rearchive(t, rec.key())
 	a.putRaises(existing, rec, b.Initiator)
 	return nil
 }
@@ -319,6 +329,7 @@ func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
 		}
 	}
 	a.mustDelete(t.name, existing)
+	a.rearchive(t, id)
 	if t.name == TableEndpoints {
 		a.endpoints = nil // the subscriber set changed
 	}

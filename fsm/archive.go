@@ -8,27 +8,35 @@ import (
 	"fmt"
 	"hash/maphash"
 	"math"
+	"slices"
+	"strconv"
 	"sync"
 	"sync/atomic"
 )
 
-// The archive holds succeeded deliveries, each with its attempts, outside
-// memdb.
+// The archive holds finished history outside memdb: succeeded deliveries,
+// each with its attempts, and finished occurrences.
 //
-// Why: at the budget's rate (1,700 fires a second) every fire leaves a
-// delivery and an attempt behind. In memdb each of them costs a radix leaf,
-// node and watch channel per index plus the decoded record's strings: about
-// 60 heap objects a fire that the garbage collector marks on every cycle,
-// and that a snapshot re-encodes one by one. Those costs grew with the
-// history kept and showed as seconds-long stalls in the fire benchmark. Here
-// a delivery is one pre-encoded blob in pointer-free chunks plus a fixed-size,
-// pointer-free entry: the collector never looks inside, and a snapshot writes
-// the bytes as they are.
+// Why: at the budget's rate (1,700 fires a second) every fire leaves an
+// occurrence, a delivery and an attempt behind. In memdb each of them costs a
+// radix leaf, node and watch channel per index plus the decoded record's
+// strings: about 90 heap objects a fire that the garbage collector marks on
+// every cycle, and that a snapshot re-encodes one by one. Those costs grew
+// with the history kept and showed as seconds-long stalls in the fire
+// benchmark. Here a record is one pre-encoded blob in pointer-free chunks
+// plus a fixed-size, pointer-free entry: the collector never looks inside,
+// and a snapshot writes the bytes as they are.
 //
-// Only succeeded deliveries move here, because nothing changes one any more
-// (retry and cancel refuse it); only deletion (an endpoint deleted, retention)
-// touches it. Dead letters, cancelled and held deliveries stay in memdb with
-// all their indexes, since operators act on them.
+// Placement is a function of the record alone, so every replica agrees
+// whatever way it got its state (applying the log, or restoring a snapshot
+// written by any version): a delivery is archived exactly when it has
+// succeeded, an occurrence exactly when it is no longer pending. Nothing
+// changes such a record any more on the hot path (retry and cancel refuse a
+// succeeded delivery; only pending occurrences are completed, skipped or
+// missed). A generic Put or Delete that names one (an endpoint's deletion,
+// say) moves it back into memdb first and applies the rule again after.
+// Dead letters, cancelled and held deliveries stay in memdb with all their
+// indexes, since operators act on them.
 //
 // Isolation: every entry carries the Raft index that archived it and the one
 // that removed it (0: present), so a State at index i sees exactly the
@@ -36,9 +44,12 @@ import (
 // snapshots do. The applier only appends past what any view captured and
 // stores removals atomically; reclaiming space builds a new generation that
 // views taken before it never see.
-//
-// The archive is per-node state built deterministically from the log, like
-// memdb: the same commands give every replica the same entries.
+
+// Kinds of archived record.
+const (
+	archDelivery   byte = 1
+	archOccurrence byte = 2
+)
 
 // archiveChunk is the size of one blob chunk; a larger blob gets a chunk of
 // its own.
@@ -48,15 +59,20 @@ const archiveChunk = 256 << 10
 // removed and they outnumber the live ones.
 const archiveCompactMin = 4096
 
-// archEntry locates and describes one archived delivery. It holds no
+// archEntry locates and describes one archived record. It holds no
 // pointers: filters compare hashes of the fields (a match is checked again
 // on the decoded record, so a hash collision can never return a wrong row).
 type archEntry struct {
-	id, project, job, endpoint, event, occurrence uint64
-	created, completed                            Millis
-	archived                                      uint64 // Raft index that archived it
-	removed                                       uint64 // Raft index that removed it, 0 if present; atomic
-	chunk, off, n, attempts                       uint32
+	id                                        uint64 // hash of the id lookup key
+	numKey, identKey                          uint64 // occurrences: hashes of their lookup keys
+	project, job, endpoint, event, occurrence uint64
+	status                                    uint64
+	created, completed                        Millis
+	number                                    int64  // occurrences
+	archived                                  uint64 // Raft index that archived it
+	removed                                   uint64 // Raft index that removed it, 0 if present; atomic
+	chunk, off, n, attempts                   uint32
+	kind                                      byte
 }
 
 func (e *archEntry) visibleAt(at uint64) bool {
@@ -72,11 +88,53 @@ type archGen struct {
 	entries []archEntry
 	chunks  [][]byte // each full length; only the applier writes, past what views saw
 	used    int      // bytes used in the last chunk
-	byID    map[uint64]uint32
-	clash   map[string]uint32 // ids whose hash an earlier id already holds
-	front   int               // entries before it are all removed
-	dead    int               // removed entries (applier only)
+	// byID finds a record by kind and id; byNumber and byIdentity an
+	// occurrence by job and number or identity key.
+	byID, byNumber, byIdentity hashIndex
+	front                      int // entries before it are all removed
+	dead                       int // removed entries (applier only)
 }
+
+// hashIndex maps the hash of a lookup key to an entry. A key whose hash an
+// earlier key holds goes to clash, by the key itself; the caller checks a
+// candidate against the record either way.
+type hashIndex struct {
+	m     map[uint64]uint32
+	clash map[string]uint32
+}
+
+func newHashIndex(size int) hashIndex {
+	return hashIndex{m: make(map[uint64]uint32, size), clash: map[string]uint32{}}
+}
+
+func (h *hashIndex) put(hash uint64, key func() string, i uint32) {
+	if _, taken := h.m[hash]; taken {
+		h.clash[key()] = i
+		return
+	}
+	h.m[hash] = i
+}
+
+// candidates returns up to two entry positions that may hold key.
+func (h *hashIndex) candidates(hash uint64, key string) (out [2]int) {
+	out = [2]int{-1, -1}
+	if i, ok := h.m[hash]; ok {
+		out[0] = int(i)
+	}
+	if len(h.clash) > 0 {
+		if i, ok := h.clash[key]; ok {
+			out[1] = int(i)
+		}
+	}
+	return out
+}
+
+// Lookup keys.
+func idKey(kind byte, id string) string { return string(rune(kind)) + id }
+func numberKey(job string, n int64) string {
+	return "n" + job + "\x00" + strconv.FormatInt(n, 10)
+}
+func identityKey(job, key string) string { return "k" + job + "\x00" + key }
 
 type archive struct {
 	seed maphash.Seed
@@ -91,7 +149,7 @@ func newArchive() *archive {
 }
 
 func newArchGen(size int) *archGen {
-	return &archGen{byID: make(map[uint64]uint32, size), clash: map[string]uint32{}}
+	return &archGen{byID: newHashIndex(size), byNumber: newHashIndex(0), byIdentity: newHashIndex(0)}
 }
 
 func (a *archive) hash(s string) uint64 {
@@ -126,15 +184,15 @@ func (a *archive) viewLocked() archView {
 }
 
 // blob returns entry i's encoded bytes: uvarint(len) id, uvarint(len)
-// delivery, then uvarint(len) attempt for each attempt.
+// record, then for a delivery uvarint(len) attempt for each attempt.
 func (v *archView) blob(i int) []byte {
 	e := &v.entries[i]
 	return v.chunks[e.chunk][e.off : e.off+e.n]
 }
 
-// blobParts splits a blob into the id, the delivery record and the attempt
+// blobParts splits a blob into the id, the record and a delivery's attempt
 // records. The blob was written by this process, so a malformed one is a bug.
-func blobParts(b []byte) (id []byte, del []byte, atts [][]byte) {
+func blobParts(b []byte) (id []byte, rec []byte, atts [][]byte) {
 	next := func() []byte {
 		n, k := binary.Uvarint(b)
 		if k <= 0 || uint64(len(b)-k) < n {
@@ -144,11 +202,11 @@ func blobParts(b []byte) (id []byte, del []byte, atts [][]byte) {
 		b = b[k+int(n):]
 		return p
 	}
-	id, del = next(), next()
+	id, rec = next(), next()
 	for len(b) > 0 {
 		atts = append(atts, next())
 	}
-	return id, del, atts
+	return id, rec, atts
 }
 
 func blobID(b []byte) []byte {
@@ -156,25 +214,63 @@ func blobID(b []byte) []byte {
 	return b[k : k+int(n)]
 }
 
-// find returns the index of the entry with id visible at at, or -1.
-func (v *archView) find(id string, at uint64) int {
+// find returns the position of the record of kind with id visible at at,
+// or -1.
+func (v *archView) find(kind byte, id string, at uint64) int {
 	if v.a == nil {
 		return -1
 	}
-	h := v.a.hash(id)
+	key := idKey(kind, id)
+	return v.lookup(&v.gen.byID, key, at, func(i int) bool {
+		return v.entries[i].kind == kind && string(blobID(v.blob(i))) == id
+	})
+}
+
+func (v *archView) lookup(h *hashIndex, key string, at uint64, is func(int) bool) int {
+	hash := v.a.hash(key)
 	v.a.mu.RLock()
-	i, ok := v.gen.byID[h]
-	j, clashed := v.gen.clash[id]
+	cands := h.candidates(hash, key)
 	v.a.mu.RUnlock()
-	for _, c := range []struct {
-		i  uint32
-		ok bool
-	}{{i, ok}, {j, clashed}} {
-		if c.ok && int(c.i) < len(v.entries) && v.entries[c.i].visibleAt(at) && string(blobID(v.blob(int(c.i)))) == id {
-			return int(c.i)
+	for _, i := range cands {
+		if i >= 0 && i < len(v.entries) && v.entries[i].visibleAt(at) && is(i) {
+			return i
 		}
 	}
 	return -1
+}
+
+// occurrenceBy finds an archived occurrence of job by number (key "") or by
+// identity key.
+func (v *archView) occurrenceBy(job string, n int64, key string, at uint64) *Occurrence {
+	if v.a == nil {
+		return nil
+	}
+	h, k := &v.gen.byNumber, numberKey(job, n)
+	if key != "" {
+		h, k = &v.gen.byIdentity, identityKey(job, key)
+	}
+	var found *Occurrence
+	v.lookup(h, k, at, func(i int) bool {
+		if v.entries[i].kind != archOccurrence {
+			return false
+		}
+		o := v.occurrence(i)
+		if o.JobID == job && ((key == "" && o.Number == n) || (key != "" && o.IdentityKey == key)) {
+			found = o
+			return true
+		}
+		return false
+	})
+	return found
+}
+
+func (v *archView) occurrence(i int) *Occurrence {
+	_, rec, _ := blobParts(v.blob(i))
+	o := new(Occurrence)
+	if err := DecodeBody(rec, o); err != nil {
+		panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
+	}
+	return o
 }
 
 func (v *archView) delivery(i int) *Delivery {
@@ -219,57 +315,100 @@ func (v *archView) list(q archQuery, at uint64, after string, limit int) []*Deli
 	}
 	h := v.a.hash
 	project, job, endpoint, event, occ := h(q.Project), h(q.JobID), h(q.EndpointID), h(q.EventID), h(q.OccurrenceID)
+	out := decodeAll(v, v.smallest(limit, func(e *archEntry) bool {
+		return e.kind == archDelivery && (project == 0 || e.project == project) && (job == 0 || e.job == job) &&
+			(endpoint == 0 || e.endpoint == endpoint) && (event == 0 || e.event == event) &&
+			(occ == 0 || e.occurrence == occ) &&
+			(q.CreatedFrom == 0 || e.created >= q.CreatedFrom) && (q.CreatedTo == 0 || e.created < q.CreatedTo) &&
+			e.visibleAt(at)
+	}, func(i int) ([]byte, bool) {
+		id := blobID(v.blob(i))
+		return id, after == "" || string(id) > after
+	}), (*archView).delivery)
+	// A hash collision may have let a row through; the decoded record says.
+	return slices.DeleteFunc(out, func(d *Delivery) bool { return !q.match(d) })
+}
+
+// occurrences returns the archived occurrences of job visible at at, in
+// number order after afterNumber, or (status set) in id order after after;
+// at most limit (<= 0: all).
+func (v *archView) occurrences(job, status string, afterNumber int64, after string, at uint64, limit int) []*Occurrence {
+	if v.a == nil || job == "" {
+		return nil
+	}
+	jh, sh := v.a.hash(job), v.a.hash(status)
+	match := func(e *archEntry) bool {
+		return e.kind == archOccurrence && e.job == jh && (sh == 0 || e.status == sh) && e.visibleAt(at)
+	}
+	var out []*Occurrence
+	if status == "" {
+		var num [8]byte
+		out = decodeAll(v, v.smallest(limit, match, func(i int) ([]byte, bool) {
+			n := v.entries[i].number
+			binary.BigEndian.PutUint64(num[:], uint64(n)^1<<63) // sorts as the signed number
+			return bytes.Clone(num[:]), n > afterNumber
+		}), (*archView).occurrence)
+	} else {
+		out = decodeAll(v, v.smallest(limit, match, func(i int) ([]byte, bool) {
+			id := blobID(v.blob(i))
+			return id, after == "" || string(id) > after
+		}), (*archView).occurrence)
+	}
+	return slices.DeleteFunc(out, func(o *Occurrence) bool { return o.JobID != job || (status != "" && o.Status != status) })
+}
+
+// smallest returns, in order of their sort keys, the positions of the
+// visible entries that match, whose key passes, with the limit smallest
+// keys (<= 0: all), in one pass over the entries.
+func (v *archView) smallest(limit int, match func(*archEntry) bool, key func(int) ([]byte, bool)) []int {
 	best := &idHeap{}
 	for i := v.front; i < len(v.entries); i++ {
-		e := &v.entries[i]
-		if (project != 0 && e.project != project) || (job != 0 && e.job != job) ||
-			(endpoint != 0 && e.endpoint != endpoint) || (event != 0 && e.event != event) ||
-			(occ != 0 && e.occurrence != occ) ||
-			(q.CreatedFrom != 0 && e.created < q.CreatedFrom) || (q.CreatedTo != 0 && e.created >= q.CreatedTo) ||
-			!e.visibleAt(at) {
+		if !match(&v.entries[i]) {
 			continue
 		}
-		id := blobID(v.blob(i))
-		if after != "" && string(id) <= after {
+		k, ok := key(i)
+		if !ok {
 			continue
 		}
 		if limit > 0 && best.Len() == limit {
-			if bytes.Compare(id, best.c[0].id) >= 0 {
+			if bytes.Compare(k, best.c[0].id) >= 0 {
 				continue
 			}
-			best.c[0] = idCand{id, i}
+			best.c[0] = idCand{k, i}
 			heap.Fix(best, 0)
 			continue
 		}
-		heap.Push(best, idCand{id, i})
+		heap.Push(best, idCand{k, i})
 	}
-	out := make([]*Delivery, best.Len())
+	out := make([]int, best.Len())
 	for k := len(out) - 1; k >= 0; k-- {
-		out[k] = v.delivery(heap.Pop(best).(idCand).i)
+		out[k] = heap.Pop(best).(idCand).i
 	}
-	// A hash collision may have let a row through; the decoded record says.
-	kept := out[:0]
-	for _, d := range out {
-		if q.match(d) {
-			kept = append(kept, d)
-		}
-	}
-	return kept
+	return out
 }
 
-// count returns the deliveries and attempts visible at at.
-func (v *archView) count(at uint64) (deliveries, attempts int) {
+func decodeAll[T any](v *archView, at []int, decode func(*archView, int) *T) []*T {
+	out := make([]*T, len(at))
+	for k, i := range at {
+		out[k] = decode(v, i)
+	}
+	return out
+}
+
+// count returns the records of kind and (for deliveries) their attempts
+// visible at at.
+func (v *archView) count(kind byte, at uint64) (records, attempts int) {
 	for i := v.front; i < len(v.entries); i++ {
-		if e := &v.entries[i]; e.visibleAt(at) {
-			deliveries++
+		if e := &v.entries[i]; e.kind == kind && e.visibleAt(at) {
+			records++
 			attempts += int(e.attempts)
 		}
 	}
-	return deliveries, attempts
+	return records, attempts
 }
 
-// idCand is a candidate row of a list; idHeap keeps the largest id on top so
-// that the smallest limit ids can be kept in one pass.
+// idCand is a candidate row of a list; idHeap keeps the largest key on top
+// so that the smallest limit keys can be kept in one pass.
 type idCand struct {
 	id []byte
 	i  int
@@ -290,14 +429,15 @@ func (h *idHeap) Pop() any {
 // ---------------------------------------------------------------------------
 // Writes; the applier's goroutine only.
 
-// encodeBlob encodes d and its attempts as the archive stores them. The
-// record encodings are exactly a snapshot's, so a snapshot copies them.
-func encodeBlob(d *Delivery, atts []*Attempt) ([]byte, error) {
-	del, err := marshal(nil, d)
+// encodeBlob encodes a record (and a delivery's attempts) as the archive
+// stores them. The record encodings are exactly a snapshot's, so a snapshot
+// copies them.
+func encodeBlob(id string, rec any, atts []*Attempt) ([]byte, error) {
+	b, err := marshal(nil, rec)
 	if err != nil {
 		return nil, err
 	}
-	parts := [][]byte{[]byte(d.ID), del}
+	parts := [][]byte{[]byte(id), b}
 	for _, a := range atts {
 		b, err := marshal(nil, a)
 		if err != nil {
@@ -321,16 +461,34 @@ func joinParts(parts [][]byte) []byte {
 	return out
 }
 
-// add archives d (already succeeded) with its attempts at Raft index index.
-func (a *archive) add(d *Delivery, blob []byte, attempts int, index uint64) {
-	e := archEntry{
-		id: a.hash(d.ID), project: a.hash(d.Project), job: a.hash(d.JobID), endpoint: a.hash(d.EndpointID),
+// deliveryEntry and occurrenceEntry describe a record for its entry.
+func (a *archive) deliveryEntry(d *Delivery, attempts int) archEntry {
+	return archEntry{kind: archDelivery, id: a.hash(idKey(archDelivery, d.ID)),
+		project: a.hash(d.Project), job: a.hash(d.JobID), endpoint: a.hash(d.EndpointID),
 		event: a.hash(d.EventID), occurrence: a.hash(d.OccurrenceID), created: d.CreatedAt, completed: d.CompletedAt,
-		archived: index, attempts: uint32(attempts), n: uint32(len(blob)),
+		attempts: uint32(attempts)}
+}
+
+func (a *archive) occurrenceEntry(o *Occurrence) archEntry {
+	e := archEntry{kind: archOccurrence, id: a.hash(idKey(archOccurrence, o.ID)),
+		numKey: a.hash(numberKey(o.JobID, o.Number)), project: a.hash(o.Project), job: a.hash(o.JobID),
+		status: a.hash(o.Status), created: o.ScheduledFor, completed: o.CompletedAt, number: o.Number}
+	if o.IdentityKey != "" {
+		e.identKey = a.hash(identityKey(o.JobID, o.IdentityKey))
 	}
+	return e
+}
+
+// add appends entry e with blob, archived at Raft index index.
+func (a *archive) add(e archEntry, blob []byte, index uint64) {
+	e.archived, e.n = index, uint32(len(blob))
 	a.mu.Lock()
 	defer a.mu.Unlock()
-	g := a.gen
+	a.gen.append(e, blob)
+}
+
+// append stores e and its blob and indexes them.
+func (g *archGen) append(e archEntry, blob []byte) {
 	if len(g.chunks) == 0 || g.used+len(blob) > len(g.chunks[len(g.chunks)-1]) {
 		g.chunks = append(g.chunks, make([]byte, max(archiveChunk, len(blob))))
 		g.used = 0
@@ -340,10 +498,24 @@ func (a *archive) add(d *Delivery, blob []byte, attempts int, index uint64) {
 	g.used += len(blob)
 	i := uint32(len(g.entries))
 	g.entries = append(g.entries, e)
-	if _, taken := g.byID[e.id]; taken {
-		g.clash[d.ID] = i
-	} else {
-		g.byID[e.id] = i
+	// The keys themselves are only needed when a hash is already taken.
+	var o *Occurrence
+	occ := func() *Occurrence {
+		if o == nil {
+			_, rec, _ := blobParts(blob)
+			o = new(Occurrence)
+			if err := DecodeBody(rec, o); err != nil {
+				panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
+			}
+		}
+		return o
+	}
+	g.byID.put(e.id, func() string { return idKey(e.kind, string(blobID(blob))) }, i)
+	if e.kind == archOccurrence {
+		g.byNumber.put(e.numKey, func() string { return numberKey(occ().JobID, occ().Number) }, i)
+		if e.identKey != 0 {
+			g.byIdentity.put(e.identKey, func() string { return identityKey(occ().JobID, occ().IdentityKey) }, i)
+		}
 	}
 }
 
@@ -357,22 +529,6 @@ func (a *archive) remove(i int, index uint64) {
 	for g.front < len(g.entries) && atomic.LoadUint64(&g.entries[g.front].removed) != 0 {
 		g.front++
 	}
-}
-
-// prune removes every entry completed at or before before, at Raft index
-// index, and returns how many. It is a set operation, independent of the
-// order entries were archived in, so replicas restored from snapshots written
-// in another order still agree.
-func (a *archive) prune(before Millis, index uint64) int {
-	v := a.view()
-	n := 0
-	for i := v.front; i < len(v.entries); i++ {
-		if e := &v.entries[i]; atomic.LoadUint64(&e.removed) == 0 && e.completed <= before {
-			a.remove(i, index)
-			n++
-		}
-	}
-	return n
 }
 
 // maybeCompact reclaims the space of removed entries once they outnumber the
@@ -395,28 +551,10 @@ func (a *archive) compact() {
 	a.mu.RLock()
 	old := a.gen
 	a.mu.RUnlock()
-	live := len(old.entries) - old.dead
-	g := newArchGen(live)
-	g.entries = make([]archEntry, 0, live)
+	g := newArchGen(len(old.entries) - old.dead)
 	for i := old.front; i < len(old.entries); i++ {
-		e := old.entries[i]
-		if e.removed != 0 {
-			continue
-		}
-		b := old.chunks[e.chunk][e.off : e.off+e.n]
-		if len(g.chunks) == 0 || g.used+len(b) > len(g.chunks[len(g.chunks)-1]) {
-			g.chunks = append(g.chunks, make([]byte, max(archiveChunk, len(b))))
-			g.used = 0
-		}
-		e.chunk, e.off = uint32(len(g.chunks)-1), uint32(g.used)
-		copy(g.chunks[e.chunk][g.used:], b)
-		g.used += len(b)
-		idx := uint32(len(g.entries))
-		g.entries = append(g.entries, e)
-		if _, taken := g.byID[e.id]; taken {
-			g.clash[string(blobID(b))] = idx
-		} else {
-			g.byID[e.id] = idx
+		if e := old.entries[i]; e.removed == 0 {
+			g.append(e, old.chunks[e.chunk][e.off:e.off+e.n])
 		}
 	}
 	a.mu.Lock()
@@ -427,86 +565,167 @@ func (a *archive) compact() {
 // ---------------------------------------------------------------------------
 // The applier's side.
 
-// archived returns the archive position of delivery id as the applier sees
-// it, or -1.
-func (a *applier) archived(id string) int {
+// archivedAt returns the archive position of the record of kind with id as
+// the applier sees it, or -1.
+func (a *applier) archivedAt(kind byte, id string) int {
 	v := a.arch.view()
-	return v.find(id, math.MaxUint64)
+	return v.find(kind, id, math.MaxUint64)
 }
 
-// archive moves delivery cur, now succeeded as d with its last attempt att,
-// out of memdb and into the archive, with every attempt it had.
-func (a *applier) archive(cur, d *Delivery, att *Attempt) {
-	atts := append(all[Attempt](a.state().iter(TableAttempts, IndexID, d.ID)), att)
-	for _, x := range atts[:len(atts)-1] {
+// archiveDelivery moves delivery d, succeeded, out of memdb (where it is
+// stored as cur, nil if it is not) into the archive, with every attempt it
+// has there and extra (the attempt that just succeeded, if any).
+func (a *applier) archiveDelivery(cur, d *Delivery, extra ...*Attempt) {
+	atts := append(all[Attempt](a.state().iter(TableAttempts, IndexID, d.ID)), extra...)
+	for _, x := range atts[:len(atts)-len(extra)] {
 		a.mustDelete(TableAttempts, x)
 	}
-	a.mustDelete(TableDeliveries, cur)
-	blob, err := encodeBlob(d, atts)
-	if err != nil {
-		panic(fmt.Sprintf("fsm: archive delivery %q at raft index %d: %v", d.ID, a.index, err))
+	if cur != nil {
+		a.mustDelete(TableDeliveries, cur)
 	}
-	a.arch.add(d, blob, len(atts), a.index)
+	a.addToArchive(a.arch.deliveryEntry(d, len(atts)), d.ID, d, atts, TableDeliveries, d.Project)
+}
+
+// archiveOccurrence stores o, no longer pending, in the archive instead of
+// memdb (where it is stored as cur, nil if it is not).
+func (a *applier) archiveOccurrence(cur, o *Occurrence) {
+	if cur != nil {
+		a.mustDelete(TableOccurrences, cur)
+	}
+	a.addToArchive(a.arch.occurrenceEntry(o), o.ID, o, nil, TableOccurrences, o.Project)
+}
+
+func (a *applier) addToArchive(e archEntry, id string, rec any, atts []*Attempt, table, project string) {
+	blob, err := encodeBlob(id, rec, atts)
+	if err != nil {
+		panic(fmt.Sprintf("fsm: archive %s %q at raft index %d: %v", table, id, a.index, err))
+	}
+	a.arch.add(e, blob, a.index)
 	if a.track {
-		a.archChanges = append(a.archChanges, Change{Table: TableDeliveries, Op: OpUpdated, ID: d.ID, Project: d.Project, Object: d})
+		a.archChanges = append(a.archChanges, Change{Table: table, Op: OpUpdated, ID: id, Project: project, Object: rec})
 	}
 }
 
-// unarchiveFor moves an archived delivery back into memdb, with its
-// attempts, when a generic Put or Delete names it or one of its attempts (an
-// endpoint's deletion, a restore of old history): every write then works on
-// memdb alone, as if the delivery had never left. It reports whether it
-// moved one.
+// storeOccurrence stores o where the placement rule says: memdb while it
+// is pending, the archive after.
+func (a *applier) storeOccurrence(cur, o *Occurrence) {
+	if o.Terminal() {
+		a.archiveOccurrence(cur, o)
+		return
+	}
+	a.mustInsert(TableOccurrences, o)
+}
+
+// unarchiveFor moves an archived record back into memdb (a delivery with its
+// attempts) when a generic Put or Delete names it or one of its attempts (an
+// endpoint's deletion, a test's fixture): the write then works on memdb
+// alone, as if the record had never left, and rearchive applies the
+// placement rule again afterwards. It reports whether it moved one.
 func (a *applier) unarchiveFor(t *tableDef, id string) bool {
-	var deliveryID string
+	kind, rid := archDelivery, id
 	switch t.name {
 	case TableDeliveries:
-		deliveryID = id
+	case TableOccurrences:
+		kind = archOccurrence
 	case TableAttempts:
 		args, err := t.idArgs(id)
 		if err != nil {
 			return false
 		}
-		deliveryID, _ = args[0].(string)
+		rid, _ = args[0].(string)
 	default:
 		return false
 	}
-	if deliveryID == "" || a.first(TableDeliveries, IndexID, deliveryID) != nil {
+	table := TableDeliveries
+	if kind == archOccurrence {
+		table = TableOccurrences
+	}
+	if rid == "" || a.first(table, IndexID, rid) != nil {
 		return false
 	}
 	v := a.arch.view()
-	i := v.find(deliveryID, math.MaxUint64)
+	i := v.find(kind, rid, math.MaxUint64)
 	if i < 0 {
 		return false
 	}
-	d := v.delivery(i)
-	atts := v.attempts(i)
 	a.arch.remove(i, a.index)
+	var rec record
+	if kind == archOccurrence {
+		rec = v.occurrence(i)
+	} else {
+		rec = v.delivery(i)
+		for _, x := range v.attempts(i) {
+			a.mustInsert(TableAttempts, x)
+		}
+	}
 	if a.track {
-		a.archChanges = append(a.archChanges, Change{Table: TableDeliveries, Op: opUnarchived, ID: d.ID, Project: d.Project, Object: d})
+		a.archChanges = append(a.archChanges, Change{Table: table, Op: opUnarchived, ID: rid, Project: rec.projectName(), Object: rec})
 	}
-	a.mustInsert(TableDeliveries, d)
-	for _, x := range atts {
-		a.mustInsert(TableAttempts, x)
-	}
+	a.mustInsert(table, rec)
 	return true
 }
 
-// writeRecords writes the archived deliveries visible at at to a snapshot,
-// each as its delivery record followed by its attempt records, in archive
-// order.
+// rearchive applies the placement rule to the record a generic write just
+// stored or changed in memdb (id in table t; an attempt's delivery for an
+// attempt).
+func (a *applier) rearchive(t *tableDef, id string) {
+	switch t.name {
+	case TableAttempts:
+		args, err := t.idArgs(id)
+		if err != nil {
+			return
+		}
+		id, _ = args[0].(string)
+		fallthrough
+	case TableDeliveries:
+		if d, _ := a.first(TableDeliveries, IndexID, id).(*Delivery); d != nil && d.Status == DeliverySucceeded {
+			a.archiveDelivery(d, d)
+		}
+	case TableOccurrences:
+		if o, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence); o != nil && o.Terminal() {
+			a.archiveOccurrence(o, o)
+		}
+	}
+}
+
+// pruneArchive removes the archived records completed at or before before:
+// every succeeded delivery, and every occurrence that no unfinished delivery
+// in memdb refers to. Like placement, this is a function of the state, not
+// of the order things were archived in, so replicas agree.
+func (a *applier) pruneArchive(before Millis) {
+	v := a.arch.view()
+	for i := v.front; i < len(v.entries); i++ {
+		e := &v.entries[i]
+		if atomic.LoadUint64(&e.removed) != 0 || e.completed > before {
+			continue
+		}
+		if e.kind == archOccurrence && !a.allDeliveriesTerminal(string(blobID(v.blob(i)))) {
+			continue
+		}
+		a.arch.remove(i, a.index)
+	}
+}
+
+// writeRecords writes the archived records visible at at to a snapshot as
+// the ordinary records they are (a delivery followed by its attempts), in
+// archive order: any node, older ones included, reads them like any other.
 func (v *archView) writeRecords(w *bufio.Writer, at uint64) error {
 	if v.a == nil {
 		return nil
 	}
 	for i := v.front; i < len(v.entries); i++ {
-		if !v.entries[i].visibleAt(at) {
+		e := &v.entries[i]
+		if !e.visibleAt(at) {
 			continue
 		}
-		_, del, atts := blobParts(v.blob(i))
-		w.WriteByte(tablesByName[TableDeliveries].num)
-		writeUvarint(w, uint64(len(del)))
-		w.Write(del)
+		_, rec, atts := blobParts(v.blob(i))
+		table := TableDeliveries
+		if e.kind == archOccurrence {
+			table = TableOccurrences
+		}
+		w.WriteByte(tablesByName[table].num)
+		writeUvarint(w, uint64(len(rec)))
+		w.Write(rec)
 		for _, b := range atts {
 			w.WriteByte(tablesByName[TableAttempts].num)
 			writeUvarint(w, uint64(len(b)))

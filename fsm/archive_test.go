@@ -283,3 +283,93 @@ func TestFeedReportsArchivedDeliveryAsUpdate(t *testing.T) {
 		t.Fatalf("feed change = %+v", got)
 	}
 }
+
+// A finished occurrence is archived and still found by id, number and
+// identity key; its slot and number stay taken, and listings merge it with
+// the pending ones in order. With every key hashing alike the answers are
+// the same.
+func TestFinishedOccurrencesAreArchived(t *testing.T) {
+	for _, collide := range []bool{false, true} {
+		t.Run(fmt.Sprintf("collide=%v", collide), func(t *testing.T) {
+			h, _ := pipelineFixture(t)
+			if collide {
+				h.f.store.Load().arch.hashOf = func(string) uint64 { return 7 }
+			}
+			fire := func(at Millis, n int64, missed ...string) {
+				t.Helper()
+				cur, _ := h.f.State().Job("j1")
+				id := fmt.Sprintf("o%d", n)
+				h.ok(fireCmd(t, at, []JobFire{{Job: *cur, Occurrence: occ(id, n, fmt.Sprintf("k%d", n)),
+					Missed: missed, Deliveries: []Delivery{dlv("d"+id, id, "")}}}))
+			}
+			fire(1000, 1)
+			succeed(t, h, h.idx, 1100, "do1") // o1 completes
+			fire(2000, 2)
+			fire(3000, 3, "o2") // o2 missed
+			st := h.f.State()
+			for _, id := range []string{"o1", "o2"} {
+				if obj, _ := st.Txn().First(TableOccurrences, IndexID, id); obj != nil {
+					t.Fatalf("finished %s is still in memdb", id)
+				}
+			}
+			if o, err := st.Occurrence("o1"); err != nil || o.Status != OccurrenceCompleted {
+				t.Fatalf("o1 = %+v, %v", o, err)
+			}
+			if o, err := st.OccurrenceByNumber("j1", 2); err != nil || o.ID != "o2" || o.Status != OccurrenceMissed {
+				t.Fatalf("number 2 = %+v, %v", o, err)
+			}
+			if o, err := st.OccurrenceByIdentity("j1", "k1"); err != nil || o.ID != "o1" {
+				t.Fatalf("identity k1 = %+v, %v", o, err)
+			}
+			if _, err := st.OccurrenceByNumber("j1", 9); err == nil {
+				t.Fatal("number 9 found")
+			}
+			os, next := st.OccurrencesByJob("j1", 0, 2)
+			if got := occIDs(os); !slices.Equal(got, []string{"o1", "o2"}) || next != 2 {
+				t.Fatalf("page 1 = %v next %d", got, next)
+			}
+			os, next = st.OccurrencesByJob("j1", next, 2)
+			if got := occIDs(os); !slices.Equal(got, []string{"o3"}) || next != 0 {
+				t.Fatalf("page 2 = %v next %d", got, next)
+			}
+			os, _ = st.OccurrencesByStatus("j1", OccurrenceMissed, "", 0)
+			if got := occIDs(os); !slices.Equal(got, []string{"o2"}) {
+				t.Fatalf("missed = %v", got)
+			}
+			if got := st.Count(TableOccurrences); got != 3 {
+				t.Fatalf("Count(occurrences) = %d", got)
+			}
+
+			// The slot and the number of an archived occurrence stay taken.
+			cur, _ := st.Job("j1")
+			res := h.apply(fireCmd(t, 4000, []JobFire{{Job: *cur, Occurrence: occ("o9", 9, "k1")}}))
+			checkErr(t, res.Results[0].Err, ErrConflict, "slot")
+			res = h.apply(fireCmd(t, 4000, []JobFire{{Job: *cur, Occurrence: occ("o9", 2, "k9")}}))
+			checkErr(t, res.Results[0].Err, ErrConflict, "number")
+			res = h.apply(put(t, TableOccurrences, occ("o8", 1, "k8")))
+			checkErr(t, res.Err, ErrConflict, "number")
+			// Completing a finished occurrence is refused as before.
+			res = h.apply(must(t)(OccurrenceControlCommand(OccurrenceControl{At: 5000, Action: ActionComplete, IDs: []string{"o1"}, Project: "p"})))
+			checkErr(t, res.Results[0].Err, ErrConflict, "already completed")
+
+			// A generic Put of a finished occurrence lands in the archive too.
+			o4 := occ("o4", 4, "k4")
+			o4.Status, o4.CompletedAt = OccurrenceSkipped, 4500
+			h.ok(put(t, TableOccurrences, o4))
+			if obj, _ := h.f.State().Txn().First(TableOccurrences, IndexID, "o4"); obj != nil {
+				t.Fatal("a finished occurrence put through Put stayed in memdb")
+			}
+			if o, err := h.f.State().Occurrence("o4"); err != nil || o.Status != OccurrenceSkipped {
+				t.Fatalf("o4 = %+v, %v", o, err)
+			}
+		})
+	}
+}
+
+func occIDs(os []*Occurrence) []string {
+	var out []string
+	for _, o := range os {
+		out = append(out, o.ID)
+	}
+	return out
+}

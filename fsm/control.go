@@ -75,7 +75,7 @@ func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
 		// A succeeded delivery is archived; every action refuses it below,
 		// with the same answer as for any other status it does not apply to.
 		v := a.arch.view()
-		if i := v.find(act.DeliveryID, math.MaxUint64); i >= 0 {
+		if i := v.find(archDelivery, act.DeliveryID, math.MaxUint64); i >= 0 {
 			cur = v.delivery(i)
 		}
 	}
@@ -123,6 +123,14 @@ func (a *applier) occurrenceControl(c *OccurrenceControl) []*Result {
 
 func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
 	cur, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence)
+	if cur == nil {
+		// A finished occurrence is archived; the status check below refuses
+		// it as it would in memdb.
+		v := a.arch.view()
+		if i := v.find(archOccurrence, id, math.MaxUint64); i >= 0 {
+			cur = v.occurrence(i)
+		}
+	}
 	switch {
 	case cur == nil || (c.Project != "" && cur.Project != c.Project):
 		return notFound("occurrence", "occurrence %q not found", id)

@@ -53,6 +53,13 @@
 //     aside and swaps it in only after the whole stream was read, then closes
 //     the old state's AbandonCh (go-memdb v1.3.5 has no abandon channel of its
 //     own) so that watchers of the old state wake up and re-query.
+//   - Finished history (succeeded deliveries with their attempts, occurrences
+//     no longer pending) lives in the archive (archive.go), not memdb: one
+//     pre-encoded blob and one pointer-free entry per record, so the garbage
+//     collector never walks it and a snapshot copies its bytes. Placement is a
+//     function of the record, so every replica agrees on it; entries carry
+//     the Raft indexes that archived and removed them, so a State sees the
+//     archive at its own index. State's reads merge the two.
 //   - A Batch may carry a Guard (a record that must still be at an index) and
 //     StopOnError; the API uses both to tie a keyed request's write to its
 //     Idempotency-Key claim in one command.

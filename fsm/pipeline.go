@@ -145,13 +145,14 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 		if o.JobID != job.ID || o.Project != job.Project || o.ID == "" {
 			return invalid("occurrence", "occurrence must have an id and belong to job %q", job.ID)
 		}
-		if a.first(TableOccurrences, IndexID, o.ID) != nil {
+		st := a.state()
+		if a.first(TableOccurrences, IndexID, o.ID) != nil || a.archivedAt(archOccurrence, o.ID) >= 0 {
 			return conflict("occurrence", "occurrence %q already exists", o.ID)
 		}
-		if o.IdentityKey != "" && a.first(TableOccurrences, IndexIdentity, o.JobID, o.IdentityKey) != nil {
+		if _, err := st.OccurrenceByIdentity(o.JobID, o.IdentityKey); o.IdentityKey != "" && err == nil {
 			return conflict("occurrence", "job %q already has an occurrence for slot %q", job.ID, o.IdentityKey)
 		}
-		if a.first(TableOccurrences, IndexJobNumber, o.JobID, o.Number) != nil {
+		if _, err := st.OccurrenceByNumber(o.JobID, o.Number); err == nil {
 			return conflict("occurrence", "job %q already has occurrence number %d", job.ID, o.Number)
 		}
 	}
@@ -164,7 +165,7 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 	if jf.Occurrence != nil {
 		o := *jf.Occurrence
 		o.setIndexes(a.index, a.index)
-		a.mustInsert(TableOccurrences, &o)
+		a.storeOccurrence(nil, &o) // a cooldown occurrence is finished from the start
 		a.occurrenceEvent(EventOccurrenceCreated, &o, initiator)
 	}
 	for _, id := range jf.Missed {
@@ -175,7 +176,7 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 		m := *o
 		m.Status, m.CompletedAt = OccurrenceMissed, at
 		m.setIndexes(o.CreateIndex, a.index)
-		a.mustInsert(TableOccurrences, &m)
+		a.storeOccurrence(o, &m)
 		a.occurrenceEvent(EventOccurrenceMissed, &m, "")
 	}
 	a.insertDeliveries(jf.Deliveries)
@@ -217,7 +218,7 @@ func (a *applier) checkNewDeliveries(project string, ds []Delivery) *Error {
 		case d.Status == DeliveryPending && d.AssignedNode == "":
 			return invalid("deliveries", "pending delivery %q has no node", d.ID)
 		}
-		if a.first(TableDeliveries, IndexID, d.ID) != nil || a.archived(d.ID) >= 0 {
+		if a.first(TableDeliveries, IndexID, d.ID) != nil || a.archivedAt(archDelivery, d.ID) >= 0 {
 			return conflict("deliveries", "delivery %q already exists", d.ID)
 		}
 		// Held because the planner saw its endpoint disabled; if the endpoint
@@ -286,7 +287,7 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 	}
 	d.setIndexes(cur.CreateIndex, a.index)
 	if d.Status == DeliverySucceeded {
-		a.archive(cur, &d, &att)
+		a.archiveDelivery(cur, &d, &att)
 	} else {
 		a.mustInsert(TableAttempts, &att)
 		a.mustInsert(TableDeliveries, &d)
@@ -371,7 +372,7 @@ func (a *applier) finishOccurrence(cur *Occurrence, status string, at Millis, jo
 	o := *cur
 	o.Status, o.CompletedAt = status, at
 	o.setIndexes(cur.CreateIndex, a.index)
-	a.mustInsert(TableOccurrences, &o)
+	a.storeOccurrence(cur, &o)
 	typ := EventOccurrenceCompleted
 	if status == OccurrenceSkipped {
 		typ = EventOccurrenceSkipped
@@ -421,33 +422,12 @@ func (a *applier) prune(p *Prune) *Result {
 		return res
 	}
 	st := a.state()
-	a.arch.prune(p.Before, a.index)
+	a.pruneArchive(p.Before)
 	for _, d := range st.TerminalDeliveries(p.Before, p.Limit) {
 		for _, att := range st.Attempts(d.ID) {
 			a.mustDelete(TableAttempts, att)
 		}
 		a.mustDelete(TableDeliveries, d)
-	}
-	// Occurrences whose deliveries still run (completed by hand, say) are
-	// passed over, not counted: counting them would let enough of them stop
-	// pruning for good. The scan is bounded all the same.
-	var done []*Occurrence
-	it := st.iter(TableOccurrences, IndexTerminal)
-	for scanned := 0; len(done) < p.Limit && scanned < pruneScanFactor*p.Limit; scanned++ {
-		obj := it.Next()
-		if obj == nil {
-			break
-		}
-		o := obj.(*Occurrence)
-		if o.CompletedAt > p.Before {
-			break
-		}
-		if a.allDeliveriesTerminal(o.ID) {
-			done = append(done, o)
-		}
-	}
-	for _, o := range done {
-		a.mustDelete(TableOccurrences, o)
 	}
 	if p.IdempotencyBefore != 0 {
 		var expired []*IdempotencyRecord
@@ -465,10 +445,6 @@ func (a *applier) prune(p *Prune) *Result {
 	}
 	return res
 }
-
-// pruneScanFactor bounds how many old terminal occurrences one Prune reads,
-// as a multiple of its limit.
-const pruneScanFactor = 10
 
 // allDeliveriesTerminal reports whether every delivery of the occurrence is
 // finished.

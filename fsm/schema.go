@@ -409,8 +409,6 @@ var tableDefs = []*tableDef{
 			index(IndexJobStatus, false, func(r *Occurrence) bool { return !r.Terminal() },
 				str(func(r *Occurrence) string { return r.JobID }),
 				str(func(r *Occurrence) string { return r.Status })),
-			index(IndexTerminal, false, func(r *Occurrence) bool { return r.Terminal() && r.CompletedAt != 0 },
-				millis(func(r *Occurrence) Millis { return r.CompletedAt })),
 		)},
 		unique: []uniqueRule{
 			{IndexJobNumber, "number within its job", "number"},

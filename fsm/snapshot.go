@@ -202,10 +202,11 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 		return nil, nil, hdr, err
 	}
 	arch := newArchive()
-	// Succeeded deliveries and their attempts are collected here and
-	// archived at the end, in the order the snapshot gives them.
-	var settled []*restoredDelivery
-	settledByID := map[string]*restoredDelivery{}
+	// Succeeded deliveries (with their attempts) and finished occurrences
+	// are collected here and archived at the end, in the order the snapshot
+	// gives them: the placement rule of archive.go, whichever node wrote it.
+	var settled []*restoredRecord
+	settledByID := map[string]*restoredRecord{}
 	db := newDB()
 	txn := db.Txn(true)
 	defer txn.Abort()
@@ -267,9 +268,14 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 		switch r := rec.(type) {
 		case *Delivery:
 			if r.Status == DeliverySucceeded && settledByID[r.ID] == nil {
-				rd := &restoredDelivery{d: r, parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}}
+				rd := &restoredRecord{entry: arch.deliveryEntry(r, 0), parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}}
 				settled = append(settled, rd)
 				settledByID[r.ID] = rd
+				continue
+			}
+		case *Occurrence:
+			if r.Terminal() {
+				settled = append(settled, &restoredRecord{entry: arch.occurrenceEntry(r), parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}})
 				continue
 			}
 		case *Attempt:
@@ -277,6 +283,7 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 			// table, or archived ones each followed by its own).
 			if rd := settledByID[r.DeliveryID]; rd != nil {
 				rd.parts = append(rd.parts, bytes.Clone(buf))
+				rd.entry.attempts++
 				continue
 			}
 		}
@@ -297,15 +304,15 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 	}
 	for _, rd := range settled {
 		// Index 0: visible at the snapshot's index and every later one.
-		arch.add(rd.d, joinParts(rd.parts), len(rd.parts)-2, 0)
+		arch.add(rd.entry, joinParts(rd.parts), 0)
 	}
 	txn.Commit()
 	return db, arch, hdr, nil
 }
 
-type restoredDelivery struct {
-	d     *Delivery
-	parts [][]byte // the blob's parts: id, delivery, attempts
+type restoredRecord struct {
+	entry archEntry
+	parts [][]byte // the blob's parts: id, record, a delivery's attempts
 }
 
 func truncated(n int, err error) error {

@@ -74,11 +74,14 @@ func (s *State) Count(table string) int {
 	}
 	switch table {
 	case TableDeliveries, TableAttempts:
-		d, a := s.arch.count(s.archIndex())
+		d, a := s.arch.count(archDelivery, s.archIndex())
 		if table == TableDeliveries {
 			return n + d
 		}
 		return n + a
+	case TableOccurrences:
+		o, _ := s.arch.count(archOccurrence, s.archIndex())
+		return n + o
 	}
 	return n
 }
@@ -327,15 +330,28 @@ func (s *State) NextFireAt() (Millis, bool) {
 // ---------------------------------------------------------------------------
 // Occurrences.
 
-// Occurrence returns the occurrence id, or ErrNotFound.
+// Occurrence returns the occurrence id, or ErrNotFound. A finished
+// occurrence is read from the archive.
 func (s *State) Occurrence(id string) (*Occurrence, error) {
-	return get[Occurrence](s, TableOccurrences, fmt.Sprintf("occurrence %q", id), id)
+	o, err := get[Occurrence](s, TableOccurrences, fmt.Sprintf("occurrence %q", id), id)
+	if err != nil {
+		if i := s.arch.find(archOccurrence, id, s.archIndex()); i >= 0 {
+			return s.arch.occurrence(i), nil
+		}
+	}
+	return o, err
 }
 
 // OccurrenceByNumber returns occurrence number n of job, or ErrNotFound.
 func (s *State) OccurrenceByNumber(jobID string, n int64) (*Occurrence, error) {
-	return first[Occurrence](s, TableOccurrences, IndexJobNumber,
+	o, err := first[Occurrence](s, TableOccurrences, IndexJobNumber,
 		fmt.Sprintf("occurrence %d of job %q", n, jobID), jobID, n)
+	if err != nil {
+		if a := s.arch.occurrenceBy(jobID, n, "", s.archIndex()); a != nil {
+			return a, nil
+		}
+	}
+	return o, err
 }
 
 // OccurrenceByIdentity returns the occurrence of job with identity key, or
@@ -344,14 +360,22 @@ func (s *State) OccurrenceByIdentity(jobID, key string) (*Occurrence, error) {
 	if key == "" {
 		return nil, notFound("identityKey", "occurrence not found")
 	}
-	return first[Occurrence](s, TableOccurrences, IndexIdentity,
+	o, err := first[Occurrence](s, TableOccurrences, IndexIdentity,
 		fmt.Sprintf("occurrence %q of job %q", key, jobID), jobID, key)
+	if err != nil {
+		if a := s.arch.occurrenceBy(jobID, 0, key, s.archIndex()); a != nil {
+			return a, nil
+		}
+	}
+	return o, err
 }
 
 // OccurrencesByJob lists the occurrences of job by number, starting after
 // number afterNumber (0: from the first). next is the number to pass as
-// afterNumber for the next page, 0 when there is none.
+// afterNumber for the next page, 0 when there is none. Pending occurrences
+// come from memdb and finished ones from the archive, merged by number.
 func (s *State) OccurrencesByJob(jobID string, afterNumber int64, limit int) (out []*Occurrence, next int64) {
+	var hot []*Occurrence
 	it := s.lowerBound(TableOccurrences, IndexJobNumber, jobID, afterNumber)
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		o := obj.(*Occurrence)
@@ -361,41 +385,53 @@ func (s *State) OccurrencesByJob(jobID string, afterNumber int64, limit int) (ou
 		if o.Number <= afterNumber {
 			continue
 		}
-		if limit > 0 && len(out) == limit {
-			return out, out[len(out)-1].Number
+		if limit > 0 && len(hot) > limit {
+			break
 		}
-		out = append(out, o)
+		hot = append(hot, o)
 	}
-	return out, 0
+	archLimit := 0
+	if limit > 0 {
+		archLimit = limit + 1
+	}
+	merged := mergeSorted(hot, s.arch.occurrences(jobID, "", afterNumber, "", s.archIndex(), archLimit),
+		func(a, b *Occurrence) int { return cmp.Compare(a.Number, b.Number) })
+	if limit > 0 && len(merged) > limit {
+		return merged[:limit], merged[limit-1].Number
+	}
+	return merged, 0
 }
 
-// OccurrencesByStatus lists the occurrences of job with status, by id.
-// The job_status index holds only unfinished occurrences; finished ones are
-// found by reading all of the job's occurrences.
+// OccurrencesByStatus lists the occurrences of job with status, by id:
+// pending ones from memdb's job_status index, finished ones from the
+// archive.
 func (s *State) OccurrencesByStatus(jobID, status, after string, limit int) ([]*Occurrence, string) {
 	probe := Occurrence{Status: status}
 	if !probe.Terminal() {
 		return list[Occurrence](s, TableOccurrences, IndexJobStatus, []any{jobID, status}, after, limit)
 	}
-	var out []*Occurrence
-	it := s.iter(TableOccurrences, IndexJobNumber, jobID)
-	for obj := it.Next(); obj != nil; obj = it.Next() {
-		if o := obj.(*Occurrence); o.JobID == jobID && o.Status == status && (after == "" || o.ID > after) {
-			out = append(out, o)
-		}
+	archLimit := 0
+	if limit > 0 {
+		archLimit = limit + 1
 	}
-	slices.SortFunc(out, func(a, b *Occurrence) int { return strings.Compare(a.ID, b.ID) })
+	out := s.arch.occurrences(jobID, status, 0, after, s.archIndex(), archLimit)
 	if limit > 0 && len(out) > limit {
 		return out[:limit], out[limit-1].ID
 	}
 	return out, ""
 }
 
-// TerminalOccurrences returns terminal occurrences completed at or before
-// before, oldest first: what retention removes.
-func (s *State) TerminalOccurrences(before Millis, limit int) []*Occurrence {
-	return until(s.iter(TableOccurrences, IndexTerminal), limit,
-		func(o *Occurrence) bool { return o.CompletedAt <= before })
+// mergeSorted merges two slices sorted by cmp into one.
+func mergeSorted[T any](a, b []*T, cmp func(x, y *T) int) []*T {
+	out := make([]*T, 0, len(a)+len(b))
+	for len(a) > 0 && len(b) > 0 {
+		if cmp(a[0], b[0]) <= 0 {
+			out, a = append(out, a[0]), a[1:]
+		} else {
+			out, b = append(out, b[0]), b[1:]
+		}
+	}
+	return append(append(out, a...), b...)
 }
 
 // ---------------------------------------------------------------------------
@@ -434,7 +470,7 @@ func (s *State) EventsDue(before Millis, limit int) []*Event {
 func (s *State) Delivery(id string) (*Delivery, error) {
 	d, err := get[Delivery](s, TableDeliveries, fmt.Sprintf("delivery %q", id), id)
 	if err != nil {
-		if i := s.arch.find(id, s.archIndex()); i >= 0 {
+		if i := s.arch.find(archDelivery, id, s.archIndex()); i >= 0 {
 			return s.arch.delivery(i), nil
 		}
 	}
@@ -558,7 +594,7 @@ func (s *State) Attempts(deliveryID string) []*Attempt {
 }
 
 func (s *State) archivedAttempts(deliveryID string) []*Attempt {
-	if i := s.arch.find(deliveryID, s.archIndex()); i >= 0 {
+	if i := s.arch.find(archDelivery, deliveryID, s.archIndex()); i >= 0 {
 		return s.arch.attempts(i)
 	}
 	return nil

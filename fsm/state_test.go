@@ -194,8 +194,8 @@ func TestQueries(t *testing.T) {
 	eq(t, "OccurrencesByJob next 2", n, int64(0))
 	os, _ = s.OccurrencesByStatus("job-1", OccurrencePending, "", 0)
 	eq(t, "OccurrencesByStatus(pending)", ids(os), []string{"occ-4"})
-	eq(t, "TerminalOccurrences", ids(s.TerminalOccurrences(1700000000900, 0)), []string{"occ-1", "occ-2"})
-	eq(t, "TerminalOccurrences(all)", ids(s.TerminalOccurrences(math.MaxInt64, 0)), []string{"occ-1", "occ-2", "occ-3"})
+	os, _ = s.OccurrencesByStatus("job-1", OccurrenceCompleted, "", 0) // finished: from the archive
+	eq(t, "OccurrencesByStatus(completed)", ids(os), []string{"occ-1"})
 
 	// events
 	evs, _ := s.Events("p1", "", 0)
@@ -231,7 +231,8 @@ func TestQueries(t *testing.T) {
 	eq(t, "DeliveriesByEvent(evt-2)", ids(ds), []string{"del-5"})
 	ds, _ = s.DeliveriesByEndpoint("", "", 0)
 	eq(t, "DeliveriesByEndpoint(\"\")", len(ds), 0) // del-4 has no endpoint and is not indexed
-	eq(t, "TerminalDeliveries", ids(s.TerminalDeliveries(math.MaxInt64, 0)), []string{"del-2"})
+	// del-2 succeeded, so it is archived: retention prunes it there.
+	eq(t, "TerminalDeliveries", len(s.TerminalDeliveries(math.MaxInt64, 0)), 0)
 
 	// attempts
 	eq(t, "Attempts(del-1)", len(s.Attempts("del-1")), 2)
@@ -257,7 +258,7 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableTokens:      {IndexID, IndexHash, IndexProject},
 		TableEndpoints:   {IndexID, IndexProject},
 		TableJobs:        {IndexID, IndexProjectStatus, IndexNextFire, IndexIdempotency},
-		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus, IndexTerminal},
+		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus},
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
 		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
@@ -346,8 +347,9 @@ func TestDeliveriesMatching(t *testing.T) {
 		eq(t, tt.name, ids(got), want)
 		eq(t, tt.name+" cursor", next, tt.next)
 	}
+	// memdb's statuses: succeeded deliveries are archived.
 	eq(t, "deliveryStatuses(p)", s.deliveryStatuses("p"),
-		[]string{DeliveryCancelled, DeliveryDeadLetter, DeliveryHeld, DeliveryPending, DeliverySucceeded})
+		[]string{DeliveryCancelled, DeliveryDeadLetter, DeliveryHeld, DeliveryPending})
 }
 
 // Jobs merges the per-status runs: all of a project's jobs, in id order,
