@@ -55,9 +55,17 @@ const (
 // its own.
 const archiveChunk = 256 << 10
 
-// archiveCompactMin: space is reclaimed once at least this many entries are
-// removed and they outnumber the live ones.
-const archiveCompactMin = 4096
+// archPage is how many entries one page holds. Retention removes the oldest
+// records first, so pages and chunks empty out from the front and are
+// released whole, without copying anything.
+const archPage = 4096
+
+// archiveCompactMin: the live entries are copied into a new generation once
+// at least this many removed entries are still held (kept by a live one on
+// their page, say an occurrence whose delivery is held for days) and they
+// outnumber the live ones: the fallback that bounds memory to about twice
+// the live records.
+const archiveCompactMin = 4 * archPage
 
 // archEntry locates and describes one archived record. It holds no
 // pointers: filters compare hashes of the fields (a match is checked again
@@ -83,41 +91,61 @@ func (e *archEntry) visibleAt(at uint64) bool {
 	return r == 0 || r > at
 }
 
-// archGen is one generation of the archive's storage.
+// archGen is one generation of the archive's storage. Entry positions are
+// absolute within a generation; pages[p/archPage][p%archPage] is entry p.
+// Only the applier writes, and only past what views captured, except the
+// page and chunk tables, which it copies before releasing an entry (views
+// keep the tables they captured).
 type archGen struct {
-	entries []archEntry
-	chunks  [][]byte // each full length; only the applier writes, past what views saw
-	used    int      // bytes used in the last chunk
+	pages  [][]archEntry // each archPage long; nil once released
+	chunks [][]byte      // each full length; nil once released
+	n      int           // entries appended
+	used   int           // bytes used in the last chunk
 	// byID finds a record by kind and id; byNumber and byIdentity an
 	// occurrence by job and number or identity key.
 	byID, byNumber, byIdentity hashIndex
 	front                      int // entries before it are all removed
-	dead                       int // removed entries (applier only)
+	dead                       int // removed entries at or after front (applier only)
 }
+
+func (g *archGen) entry(i int) *archEntry { return &g.pages[i/archPage][i%archPage] }
 
 // hashIndex maps the hash of a lookup key to an entry. A key whose hash an
 // earlier key holds goes to clash, by the key itself; the caller checks a
 // candidate against the record either way.
 type hashIndex struct {
-	m     map[uint64]uint32
-	clash map[string]uint32
+	m     map[uint64]int64
+	clash map[string]int64
 }
 
 func newHashIndex(size int) hashIndex {
-	return hashIndex{m: make(map[uint64]uint32, size), clash: map[string]uint32{}}
+	return hashIndex{m: make(map[uint64]int64, size), clash: map[string]int64{}}
 }
 
-func (h *hashIndex) put(hash uint64, key func() string, i uint32) {
+func (h *hashIndex) put(hash uint64, key func() string, i int) {
 	if _, taken := h.m[hash]; taken {
-		h.clash[key()] = i
+		h.clash[key()] = int64(i)
 		return
 	}
-	h.m[hash] = i
+	h.m[hash] = int64(i)
+}
+
+// drop forgets entry i under hash (and key, if it clashed).
+func (h *hashIndex) drop(hash uint64, key func() string, i int) {
+	if p, ok := h.m[hash]; ok && p == int64(i) {
+		delete(h.m, hash)
+		return
+	}
+	if len(h.clash) > 0 {
+		if k := key(); h.clash[k] == int64(i) {
+			delete(h.clash, k)
+		}
+	}
 }
 
 // candidates returns up to two entry positions that may hold key.
 func (h *hashIndex) candidates(hash uint64, key string) (out [2]int) {
-	out = [2]int{-1, -1}
+	out = [2]int{-1, -1} // never a valid position
 	if i, ok := h.m[hash]; ok {
 		out[0] = int(i)
 	}
@@ -164,13 +192,21 @@ func (a *archive) hash(s string) uint64 {
 
 // archView is what one State sees of the archive: the entries captured when
 // it was made, read at the State's index.
+//
+// Iterating a view is exact. A lookup by key goes through maps the applier
+// keeps current, so a view still in use when a record it could see is
+// removed (retention, an endpoint's deletion) no longer finds that record by
+// key: as if it had read a moment later.
 type archView struct {
-	a       *archive
-	gen     *archGen
-	entries []archEntry
-	chunks  [][]byte
-	front   int
+	a      *archive
+	gen    *archGen
+	pages  [][]archEntry
+	chunks [][]byte
+	n      int
+	front  int
 }
+
+func (v *archView) entry(i int) *archEntry { return &v.pages[i/archPage][i%archPage] }
 
 func (a *archive) view() archView {
 	a.mu.RLock()
@@ -180,13 +216,13 @@ func (a *archive) view() archView {
 
 func (a *archive) viewLocked() archView {
 	g := a.gen
-	return archView{a: a, gen: g, entries: g.entries, chunks: g.chunks, front: g.front}
+	return archView{a: a, gen: g, pages: g.pages, chunks: g.chunks, n: g.n, front: g.front}
 }
 
 // blob returns entry i's encoded bytes: uvarint(len) id, uvarint(len)
 // record, then for a delivery uvarint(len) attempt for each attempt.
 func (v *archView) blob(i int) []byte {
-	e := &v.entries[i]
+	e := v.entry(i)
 	return v.chunks[e.chunk][e.off : e.off+e.n]
 }
 
@@ -222,7 +258,7 @@ func (v *archView) find(kind byte, id string, at uint64) int {
 	}
 	key := idKey(kind, id)
 	return v.lookup(&v.gen.byID, key, at, func(i int) bool {
-		return v.entries[i].kind == kind && string(blobID(v.blob(i))) == id
+		return v.entry(i).kind == kind && string(blobID(v.blob(i))) == id
 	})
 }
 
@@ -232,7 +268,7 @@ func (v *archView) lookup(h *hashIndex, key string, at uint64, is func(int) bool
 	cands := h.candidates(hash, key)
 	v.a.mu.RUnlock()
 	for _, i := range cands {
-		if i >= 0 && i < len(v.entries) && v.entries[i].visibleAt(at) && is(i) {
+		if i >= v.front && i < v.n && v.entry(i).visibleAt(at) && is(i) {
 			return i
 		}
 	}
@@ -251,7 +287,7 @@ func (v *archView) occurrenceBy(job string, n int64, key string, at uint64) *Occ
 	}
 	var found *Occurrence
 	v.lookup(h, k, at, func(i int) bool {
-		if v.entries[i].kind != archOccurrence {
+		if v.entry(i).kind != archOccurrence {
 			return false
 		}
 		o := v.occurrence(i)
@@ -344,7 +380,7 @@ func (v *archView) occurrences(job, status string, afterNumber int64, after stri
 	if status == "" {
 		var num [8]byte
 		out = decodeAll(v, v.smallest(limit, match, func(i int) ([]byte, bool) {
-			n := v.entries[i].number
+			n := v.entry(i).number
 			binary.BigEndian.PutUint64(num[:], uint64(n)^1<<63) // sorts as the signed number
 			return bytes.Clone(num[:]), n > afterNumber
 		}), (*archView).occurrence)
@@ -362,8 +398,8 @@ func (v *archView) occurrences(job, status string, afterNumber int64, after stri
 // keys (<= 0: all), in one pass over the entries.
 func (v *archView) smallest(limit int, match func(*archEntry) bool, key func(int) ([]byte, bool)) []int {
 	best := &idHeap{}
-	for i := v.front; i < len(v.entries); i++ {
-		if !match(&v.entries[i]) {
+	for i := v.front; i < v.n; i++ {
+		if !match(v.entry(i)) {
 			continue
 		}
 		k, ok := key(i)
@@ -398,8 +434,8 @@ func decodeAll[T any](v *archView, at []int, decode func(*archView, int) *T) []*
 // count returns the records of kind and (for deliveries) their attempts
 // visible at at.
 func (v *archView) count(kind byte, at uint64) (records, attempts int) {
-	for i := v.front; i < len(v.entries); i++ {
-		if e := &v.entries[i]; e.kind == kind && e.visibleAt(at) {
+	for i := v.front; i < v.n; i++ {
+		if e := v.entry(i); e.kind == kind && e.visibleAt(at) {
 			records++
 			attempts += int(e.attempts)
 		}
@@ -496,8 +532,12 @@ func (g *archGen) append(e archEntry, blob []byte) {
 	e.chunk, e.off = uint32(len(g.chunks)-1), uint32(g.used)
 	copy(g.chunks[e.chunk][g.used:], blob)
 	g.used += len(blob)
-	i := uint32(len(g.entries))
-	g.entries = append(g.entries, e)
+	i := g.n
+	if i%archPage == 0 {
+		g.pages = append(g.pages, make([]archEntry, archPage))
+	}
+	*g.entry(i) = e
+	g.n++
 	// The keys themselves are only needed when a hash is already taken.
 	var o *Occurrence
 	occ := func() *Occurrence {
@@ -519,16 +559,71 @@ func (g *archGen) append(e archEntry, blob []byte) {
 	}
 }
 
-// remove marks entry i removed at Raft index index.
+// remove marks entry i removed at Raft index index, forgets its keys, and
+// releases the pages and chunks that hold only removed entries now.
 func (a *archive) remove(i int, index uint64) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	g := a.gen
-	atomic.StoreUint64(&g.entries[i].removed, index)
+	e := g.entry(i)
+	atomic.StoreUint64(&e.removed, index)
 	g.dead++
-	for g.front < len(g.entries) && atomic.LoadUint64(&g.entries[g.front].removed) != 0 {
-		g.front++
+	blob := g.chunks[e.chunk][e.off : e.off+e.n]
+	var o *Occurrence
+	occ := func() *Occurrence {
+		if o == nil {
+			o = decodeOccurrence(blob)
+		}
+		return o
 	}
+	g.byID.drop(e.id, func() string { return idKey(e.kind, string(blobID(blob))) }, i)
+	if e.kind == archOccurrence {
+		g.byNumber.drop(e.numKey, func() string { return numberKey(occ().JobID, occ().Number) }, i)
+		if e.identKey != 0 {
+			g.byIdentity.drop(e.identKey, func() string { return identityKey(occ().JobID, occ().IdentityKey) }, i)
+		}
+	}
+	front := g.front
+	for front < g.n && atomic.LoadUint64(&g.entry(front).removed) != 0 {
+		front++
+		g.dead--
+	}
+	if front == g.front {
+		return
+	}
+	// Release whole pages and chunks before the new front, in copies of the
+	// tables: views that captured the old tables may still read them.
+	pages, chunks := g.pages, g.chunks
+	for p := g.front / archPage; p < front/archPage; p++ {
+		if pages[p] != nil {
+			if &pages[0] == &g.pages[0] {
+				pages = slices.Clone(g.pages)
+			}
+			pages[p] = nil
+		}
+	}
+	keep := len(chunks) - 1 // the chunk being filled
+	if front < g.n {
+		keep = int(g.entry(front).chunk)
+	}
+	for c := 0; c < keep; c++ {
+		if chunks[c] != nil {
+			if &chunks[0] == &g.chunks[0] {
+				chunks = slices.Clone(g.chunks)
+			}
+			chunks[c] = nil
+		}
+	}
+	g.pages, g.chunks, g.front = pages, chunks, front
+}
+
+func decodeOccurrence(blob []byte) *Occurrence {
+	_, rec, _ := blobParts(blob)
+	o := new(Occurrence)
+	if err := DecodeBody(rec, o); err != nil {
+		panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
+	}
+	return o
 }
 
 // maybeCompact reclaims the space of removed entries once they outnumber the
@@ -540,7 +635,7 @@ func (a *archive) maybeCompact() {
 	a.mu.RLock()
 	g := a.gen
 	a.mu.RUnlock()
-	if g.dead >= archiveCompactMin && g.dead > len(g.entries)-g.dead {
+	if g.dead >= archiveCompactMin && g.dead > g.n-g.front-g.dead {
 		a.compact()
 	}
 }
@@ -551,9 +646,9 @@ func (a *archive) compact() {
 	a.mu.RLock()
 	old := a.gen
 	a.mu.RUnlock()
-	g := newArchGen(len(old.entries) - old.dead)
-	for i := old.front; i < len(old.entries); i++ {
-		if e := old.entries[i]; e.removed == 0 {
+	g := newArchGen(old.n - old.front - old.dead)
+	for i := old.front; i < old.n; i++ {
+		if e := *old.entry(i); e.removed == 0 {
 			g.append(e, old.chunks[e.chunk][e.off:e.off+e.n])
 		}
 	}
@@ -694,8 +789,8 @@ func (a *applier) rearchive(t *tableDef, id string) {
 // of the order things were archived in, so replicas agree.
 func (a *applier) pruneArchive(before Millis) {
 	v := a.arch.view()
-	for i := v.front; i < len(v.entries); i++ {
-		e := &v.entries[i]
+	for i := v.front; i < v.n; i++ {
+		e := v.entry(i)
 		if atomic.LoadUint64(&e.removed) != 0 || e.completed > before {
 			continue
 		}
@@ -713,8 +808,8 @@ func (v *archView) writeRecords(w *bufio.Writer, at uint64) error {
 	if v.a == nil {
 		return nil
 	}
-	for i := v.front; i < len(v.entries); i++ {
-		e := &v.entries[i]
+	for i := v.front; i < v.n; i++ {
+		e := v.entry(i)
 		if !e.visibleAt(at) {
 			continue
 		}

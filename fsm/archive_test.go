@@ -122,21 +122,23 @@ func TestSucceededDeliveryIsArchivedAndStillRead(t *testing.T) {
 	checkErr(t, res.Results[0].Err, ErrConflict, "already exists")
 }
 
-// Retention removes archived deliveries at its index; older views keep them,
-// and once enough are gone the archive is compacted without those views
-// noticing.
-func TestArchivePruneAndCompaction(t *testing.T) {
-	n := archiveCompactMin + 500
-	h, fence := archiveFixture(t, 0)
+// Retention removes archived deliveries at its index; older views keep
+// them. Pages and chunks that hold only removed entries are released without
+// copying anything, and views taken before go on reading their own tables.
+func TestArchivePruneReleasesPages(t *testing.T) {
+	n := 3*archPage + 500
+	h, _ := archiveFixture(t, 0)
 	var dels []Delivery
 	for i := range n {
-		dels = append(dels, dlv(fmt.Sprintf("x%05d", i), "o1", ""))
+		// No occurrence: each result would otherwise read all of its
+		// occurrence's unfinished deliveries.
+		dels = append(dels, dlv(fmt.Sprintf("x%05d", i), "", ""))
 	}
 	cur, _ := h.f.State().Job("j1")
-	h.ok(fireCmd(t, 1500, []JobFire{{Job: *cur, Occurrence: occ("o2", 2, "k2"), Deliveries: dels}}))
-	fence = h.idx
+	h.ok(fireCmd(t, 1500, []JobFire{{Job: *cur, Deliveries: dels}}))
+	fence := h.idx
 	early := n - 400 // the last 400 finish after the cut-off
-	for i := 0; i < n; i += 500 {
+	for i := 0; i < early; i += 500 {
 		var batch []string
 		for k := i; k < min(early, i+500); k++ {
 			batch = append(batch, fmt.Sprintf("x%05d", k))
@@ -149,11 +151,21 @@ func TestArchivePruneAndCompaction(t *testing.T) {
 	}
 	succeed(t, h, fence, 9000, late...)
 	old := h.f.State()
-	gen := old.arch.gen
 	h.ok(must(t)(Encode(CmdPrune, Prune{Before: 5000, Limit: 10})))
 	st := h.f.State()
-	if st.arch.gen == gen {
-		t.Fatal("the archive was not compacted")
+	if st.arch.gen != old.arch.gen {
+		t.Fatal("pruning from the front rebuilt the archive instead of releasing pages")
+	}
+	for p := 0; p < 3; p++ {
+		if st.arch.pages[p] != nil {
+			t.Fatalf("page %d, all removed, was not released", p)
+		}
+		if old.arch.pages[p] == nil {
+			t.Fatalf("the view before pruning lost page %d", p)
+		}
+	}
+	if st.arch.chunks[0] != nil {
+		t.Fatal("chunk 0, all removed, was not released")
 	}
 	if got := st.Count(TableDeliveries); got != 400 {
 		t.Fatalf("%d deliveries left after pruning, want 400", got)
@@ -161,22 +173,75 @@ func TestArchivePruneAndCompaction(t *testing.T) {
 	if got := old.Count(TableDeliveries); got != n {
 		t.Fatalf("the view before pruning counts %d, want %d", got, n)
 	}
-	if _, err := old.Delivery("x00000"); err != nil {
-		t.Fatalf("the view before pruning lost x00000: %v", err)
+	if got, _ := old.DeliveriesByStatus("p", DeliverySucceeded, "", 0); len(got) != n {
+		t.Fatalf("the view before pruning lists %d, want %d", len(got), n)
 	}
 	if _, err := st.Delivery("x00000"); err == nil {
 		t.Fatal("x00000 survived pruning")
 	}
 	last := fmt.Sprintf("x%05d", n-1)
 	if d, err := st.Delivery(last); err != nil || d.CompletedAt != 9000 {
-		t.Fatalf("%s after compaction = %+v, %v", last, d, err)
+		t.Fatalf("%s after pruning = %+v, %v", last, d, err)
 	}
 	if got := st.Attempts(last); len(got) != 1 || got[0].ResponseSummary != "ok "+last {
-		t.Fatalf("attempts of %s after compaction = %+v", last, got)
+		t.Fatalf("attempts of %s after pruning = %+v", last, got)
 	}
 	page, next := st.DeliveriesMatching(DeliveryFilter{Project: "p", Status: DeliverySucceeded}, "", 3)
 	if len(page) != 3 || page[0].ID != fmt.Sprintf("x%05d", early) || next != page[2].ID {
-		t.Fatalf("first page after compaction = %v, next %q", deliveryIDs(page), next)
+		t.Fatalf("first page after pruning = %v, next %q", deliveryIDs(page), next)
+	}
+	var buf bytes.Buffer
+	if err := WriteSnapshot(&buf, st); err != nil {
+		t.Fatal(err)
+	}
+	fresh := New(h.f.logger)
+	if err := fresh.Restore(io.NopCloser(&buf)); err != nil {
+		t.Fatal(err)
+	}
+	sameState(t, fresh.State(), st)
+}
+
+// When a live entry keeps removed ones from being released (an occurrence
+// whose delivery is held, say), the archive is rebuilt once the removed
+// entries outnumber the live ones, and views taken before keep theirs.
+func TestArchiveCompactsPinnedPages(t *testing.T) {
+	n := archiveCompactMin + archPage
+	h, j := pipelineFixture(t)
+	// o0 is marked missed by the next fire while its delivery still runs:
+	// archived first, it stays while that delivery is unfinished and pins
+	// every page behind it.
+	h.ok(fireCmd(t, 900, []JobFire{{Job: *j, Occurrence: occ("o0", 1, "k0"), Deliveries: []Delivery{dlv("busy", "o0", "")}}}))
+	var dels []Delivery
+	for i := range n {
+		dels = append(dels, dlv(fmt.Sprintf("x%05d", i), "", ""))
+	}
+	cur, _ := h.f.State().Job("j1")
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: *cur, Occurrence: occ("o1", 2, "k1"), Missed: []string{"o0"}, Deliveries: dels}}))
+	fence := h.idx
+	for i := 0; i < n; i += 1000 {
+		var batch []string
+		for k := i; k < min(n, i+1000); k++ {
+			batch = append(batch, fmt.Sprintf("x%05d", k))
+		}
+		succeed(t, h, fence, 2000, batch...)
+	}
+	old := h.f.State()
+	h.ok(must(t)(Encode(CmdPrune, Prune{Before: 5000, Limit: 10})))
+	st := h.f.State()
+	if _, err := st.Occurrence("o0"); err != nil {
+		t.Fatalf("o0, pinned by its unfinished delivery, was pruned: %v", err)
+	}
+	if st.arch.gen == old.arch.gen {
+		t.Fatal("removed entries outnumber live ones behind a pinned entry, yet the archive was not rebuilt")
+	}
+	if got := old.Count(TableDeliveries); got < n {
+		t.Fatalf("the view before pruning counts %d deliveries", got)
+	}
+	if _, err := st.Delivery("x00000"); err == nil {
+		t.Fatal("x00000 survived pruning")
+	}
+	if o, err := st.OccurrenceByIdentity("j1", "k0"); err != nil || o.ID != "o0" {
+		t.Fatalf("o0 after rebuilding = %+v, %v", o, err)
 	}
 }
 

@@ -102,8 +102,8 @@ func dump(s *State) map[string][]any {
 		out[TableDeliveries] = append(out[TableDeliveries], d)
 	}
 	at := s.archIndex()
-	for i := s.arch.front; i < len(s.arch.entries); i++ {
-		if s.arch.entries[i].visibleAt(at) {
+	for i := s.arch.front; i < s.arch.n; i++ {
+		if s.arch.entry(i).visibleAt(at) && s.arch.entry(i).kind == archDelivery {
 			for _, a := range s.arch.attempts(i) {
 				out[TableAttempts] = append(out[TableAttempts], a)
 			}
