@@ -17,6 +17,9 @@ type applier struct {
 	// archive took in or gave up, which memdb's change tracking cannot see.
 	track       bool
 	archChanges []Change
+	// eventIDs counts the lifecycle event ids derived in the log entry being
+	// applied (see lifecycle).
+	eventIDs map[string]int
 	// endpoints caches each project's endpoints for lifecycle events during
 	// one command (see subscribers).
 	endpoints map[string][]*Endpoint

@@ -97,7 +97,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		if l.Type != raft.LogCommand {
 			continue
 		}
-		a.index = l.Index
+		a.index, a.eventIDs = l.Index, nil
 		out[i] = a.command(l.Data, false)
 	}
 	last := logs[len(logs)-1]

@@ -114,8 +114,24 @@ func (a *applier) lifecycle(at Millis, project, typ, id, initiator, skip string,
 	if err != nil {
 		panic("fsm: encode " + typ + " event at raft index " + strconv.FormatUint(a.index, 10) + ": " + err.Error())
 	}
+	// The id is derived from the log entry, so the same event is the same
+	// row on every replica. One entry can hold several commands (a Batch:
+	// the leader coalesces concurrent writes), and two of them may raise the
+	// same event for the same record in the same millisecond: the second and
+	// later get a sequence number instead of overwriting the first. The first
+	// keeps the plain derivation, which older nodes compute too.
+	evID := DerivedID("evt", at, typ, id, strconv.FormatUint(a.index, 10))
+	if a.eventIDs == nil {
+		a.eventIDs = map[string]int{}
+	}
+	if n := a.eventIDs[evID]; n > 0 {
+		a.eventIDs[evID] = n + 1
+		evID = DerivedID("evt", at, typ, id, strconv.FormatUint(a.index, 10), strconv.Itoa(n))
+	} else {
+		a.eventIDs[evID] = 1
+	}
 	ev := &Event{
-		ID: DerivedID("evt", at, typ, id, strconv.FormatUint(a.index, 10)), Project: project, Type: typ, Data: b,
+		ID: evID, Project: project, Type: typ, Data: b,
 		ScheduledAt: at, Status: EventScheduled, InitiatorID: initiator, SkipEndpoint: skip, CreatedAt: at,
 	}
 	ev.setIndexes(a.index, a.index)

@@ -186,3 +186,20 @@ func TestEndpointDisabledByHandRaisesEvent(t *testing.T) {
 		t.Fatalf("endpoint.disabled %v", got)
 	}
 }
+
+// One log entry may hold several writes (the leader coalesces concurrent
+// ones into a Batch); two of them raising the same event for the same job in
+// the same millisecond must leave two events, not one overwritten.
+func TestSameEventTwiceInOneEntry(t *testing.T) {
+	h := newHarness(t)
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})))
+	h.ok(put(t, TableEndpoints, &Endpoint{ID: "ep", Project: "p", URL: "https://e.test", Enabled: true, EventTypes: []string{"job.*"}}))
+	h.ok(putBy(t, &Job{ID: "j1", Project: "p", Name: "a", Status: JobActive, UpdatedAt: 100}, PutOptions{IfAbsent: true, Initiator: "tok"}))
+	first := &Job{ID: "j1", Project: "p", Name: "b", Status: JobActive, UpdatedAt: 200}
+	second := &Job{ID: "j1", Project: "p", Name: "c", Status: JobActive, UpdatedAt: 200}
+	h.ok(must(t)(BatchCommand(putBy(t, first, PutOptions{Initiator: "tok"}), putBy(t, second, PutOptions{Initiator: "tok"}))))
+	got := raised(t, h)[EventJobUpdated]
+	if len(got) != 2 {
+		t.Fatalf("job.updated raised %d times in one entry, want 2: %v", len(got), got)
+	}
+}
