@@ -8,6 +8,8 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"runtime"
+	"runtime/pprof"
 	"slices"
 	"strconv"
 	"strings"
@@ -27,7 +29,9 @@ import (
 //
 //	CHIME_BENCH_JOBS (default 17000), CHIME_BENCH_PERIOD (10s), CHIME_BENCH_RUN (60s),
 //	CHIME_BENCH_CLIENTS (96), CHIME_BENCH_PROFILE_DIR (unset: no profiles),
-//	CHIME_BENCH_PROFILE_AT (when in the run the 20 s profiles start)
+//	CHIME_BENCH_PROFILE_AT (when in the run the 20 s profiles start),
+//	CHIME_BENCH_PROFILE_CREATES (seconds of the create phase to profile on
+//	every node, plus the load generator for the whole phase; needs PROFILE_DIR)
 func TestBenchPipeline(t *testing.T) {
 	if os.Getenv("CHIME_BENCH") == "" {
 		t.Skip("benchmark: run with make bench (CHIME_BENCH=1)")
@@ -60,6 +64,8 @@ func TestBenchPipeline(t *testing.T) {
 	clients := envInt("CHIME_BENCH_CLIENTS", 96)
 	lat := make([][]time.Duration, clients)
 	var failed atomic.Int64
+	stopCreateProfiles := profileCreates(ctx, t, profDir, c.procs)
+	cpu0 := readCPUTicks()
 	t0 := time.Now()
 	var wg sync.WaitGroup
 	for w := range clients {
@@ -85,6 +91,8 @@ func TestBenchPipeline(t *testing.T) {
 	}
 	wg.Wait()
 	createTook := time.Since(t0)
+	cpu1 := readCPUTicks()
+	stopCreateProfiles()
 	all := slices.Concat(lat...)
 	slices.Sort(all)
 	if f := failed.Load(); f > 0 {
@@ -96,6 +104,14 @@ func TestBenchPipeline(t *testing.T) {
 	t.Logf("BENCH creates: %d jobs by %d clients in %s = %.0f/s through 3 nodes, latency p50 %s p99 %s max %s",
 		jobs, clients, createTook.Round(time.Millisecond), float64(jobs)/createTook.Seconds(),
 		pct(all, 50), pct(all, 99), all[len(all)-1].Round(time.Millisecond))
+	if cpu0 != nil && cpu1 != nil {
+		// Machine-wide, so it counts the kernel's share (loopback TCP,
+		// fsync) that the processes' own profiles miss, and the load
+		// generator too. Far steadier than the rate on a shared machine.
+		user, sys := float64(cpu1[0]-cpu0[0])/100, float64(cpu1[1]-cpu0[1])/100
+		t.Logf("BENCH creates cpu: %.2f core-s (user %.2f, system %.2f) = %.0f µs of CPU per create, machine busy %.0f%%",
+			user+sys, user, sys, (user+sys)*1e6/float64(jobs), 100*(user+sys)/createTook.Seconds()/float64(runtime.NumCPU()))
+	}
 
 	// Fires: measure from one period after the start (steady state) for run.
 	sleepCtx(ctx, time.Until(start.Add(period)))
@@ -118,6 +134,52 @@ func TestBenchPipeline(t *testing.T) {
 	if float64(n) < 0.95*expected {
 		t.Errorf("only %d deliveries of about %.0f due", n, expected)
 	}
+}
+
+// profileCreates starts CPU profiles of the create phase when
+// CHIME_BENCH_PROFILE_CREATES gives their length in seconds: every node's
+// (create-<node>.pprof) over that many seconds, and this process's
+// (create-client.pprof, the load generator) until the returned stop. The
+// client is in the picture because it shares the two cores with the nodes.
+func profileCreates(ctx context.Context, t *testing.T, dir string, procs []*proc) (stop func()) {
+	secs := envInt("CHIME_BENCH_PROFILE_CREATES", 0)
+	if dir == "" || secs == 0 {
+		return func() {}
+	}
+	for i, p := range procs {
+		go saveProfile(ctx, t, 0, fmt.Sprintf("http://127.0.0.1:%d/debug/pprof/profile?seconds=%d", 6060+i+1, secs), fmt.Sprintf("%s/create-%s.pprof", dir, p.id))
+	}
+	f, err := os.Create(dir + "/create-client.pprof")
+	if err != nil {
+		t.Logf("client profile: %v", err)
+		return func() {}
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		t.Logf("client profile: %v", err)
+		f.Close()
+		return func() {}
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
+}
+
+// readCPUTicks returns the machine's user (with nice) and system (with irq
+// and softirq) CPU time from /proc/stat, in USER_HZ ticks (100 a second on
+// Linux), or nil where there is no /proc/stat.
+func readCPUTicks() []uint64 {
+	b, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return nil
+	}
+	line, _, _ := strings.Cut(string(b), "\n")
+	f := strings.Fields(line) // cpu user nice system idle iowait irq softirq ...
+	if len(f) < 8 || f[0] != "cpu" {
+		return nil
+	}
+	n := make([]uint64, 8)
+	for i := 1; i < 8; i++ {
+		n[i], _ = strconv.ParseUint(f[i], 10, 64)
+	}
+	return []uint64{n[1] + n[2], n[3] + n[6] + n[7]}
 }
 
 func saveProfile(ctx context.Context, t *testing.T, after time.Duration, url, path string) {
