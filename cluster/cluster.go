@@ -96,6 +96,13 @@ type Cluster struct {
 	members   *membership
 	fwdServer *http.Server
 	fwdClient *http.Client
+	// local coalesces writes on the leader into Raft entries, remote
+	// coalesces a follower's writes into RPCs to the leader (coalesce.go).
+	local, remote *coalescer
+	batchRPC      batchSupport
+	// batchPath is where forwardBatch sends batches: pathApplyBatch, but a
+	// test points it elsewhere to play a leader of an older version.
+	batchPath string
 
 	hooks        []LeaderHook
 	leaderNotify chan bool
@@ -272,6 +279,11 @@ func (c *Cluster) openRaft() error {
 		return err
 	}
 	c.fwdClient = newForwardClient(tr)
+	c.local = &coalescer{maxInFlight: leaderFlushes, maxItems: maxCoalescedItems, maxBytes: maxCoalescedBytes,
+		flush: c.commitLocal, waitTaken: true}
+	c.remote = &coalescer{maxInFlight: followerFlushes, maxItems: maxCoalescedItems, maxBytes: maxCoalescedBytes,
+		flush: c.forwardBatch}
+	c.batchPath = pathApplyBatch
 	return nil
 }
 

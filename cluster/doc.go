@@ -16,6 +16,10 @@
 //     handshake: pooling, keep-alive and deadlines come for free.
 //   - Apply waits for the local FSM to reach the write's index before it
 //     returns: read-your-writes on the node that took the request.
+//   - Concurrent writes are coalesced: a follower forwards them in one RPC,
+//     the leader commits them as one fsm.Batch entry with a result per
+//     command (coalesce.go). Per-message costs, not bytes, limit writes on
+//     small machines.
 //   - Only "no leader" errors are retried; a write whose fate is unknown
 //     (leadership lost mid-commit) is reported, never silently repeated.
 //   - Bootstrap follows --bootstrap-expect: once N fresh servers see each

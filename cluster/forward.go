@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -22,11 +23,13 @@ import (
 // pooling, keep-alive and context deadlines; the handshake in transport.go
 // gives us authentication. These routes are never on the public API port.
 const (
-	pathApply     = "/internal/v1/apply"
-	pathReadIndex = "/internal/v1/read-index"
-	pathTransfer  = "/internal/v1/transfer-leadership"
-	pathRemove    = "/internal/v1/remove-peer"
-	pathRestore   = "/internal/v1/restore"
+	pathApply = "/internal/v1/apply"
+	// pathApplyBatch takes several commands at once (see coalesce.go).
+	pathApplyBatch = "/internal/v1/apply-batch"
+	pathReadIndex  = "/internal/v1/read-index"
+	pathTransfer   = "/internal/v1/transfer-leadership"
+	pathRemove     = "/internal/v1/remove-peer"
+	pathRestore    = "/internal/v1/restore"
 
 	headerTimeout = "Chime-Timeout-Ms"
 	contentType   = "application/msgpack"
@@ -44,6 +47,10 @@ const (
 
 // ErrTimeout: the cluster did not answer within the request's deadline.
 var ErrTimeout = errors.New("timed out waiting for the cluster")
+
+// errUnknownRPC: the leader has no such internal route (404): it runs an
+// older version. Nothing was applied.
+var errUnknownRPC = errors.New("the leader does not know this internal call")
 
 type wireError struct {
 	Code    string `msgpack:"c"`
@@ -175,6 +182,11 @@ func (c *Cluster) forward(ctx context.Context, path string, body io.Reader, out 
 		return fmt.Errorf("%w: forward to %s: %v", ErrLeaderUnreachable, addr, err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		// Our handlers never answer 404 (a missing record is 400 with a
+		// code): only the mux does, for a route it does not have.
+		return fmt.Errorf("%w: %s", errUnknownRPC, path)
+	}
 	dec := msgpack.NewDecoder(resp.Body)
 	if resp.StatusCode != http.StatusOK {
 		var we wireError
@@ -244,19 +256,79 @@ func (c *Cluster) withLeader(ctx context.Context, attempt func(ctx context.Conte
 
 func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error) {
 	if c.raft.State() == raft.Leader {
-		return c.applyLocal(ctx, cmd)
+		return c.local.do(ctx, cmd)
 	}
-	var w wireResult
-	if err := c.forward(ctx, pathApply, bytes.NewReader(cmd), &w); err != nil {
-		return nil, err
-	}
-	return fromWire(&w), nil
+	return c.remote.do(ctx, cmd)
 }
 
-func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	f := c.raft.Apply(cmd, remaining(ctx, c.cfg.ApplyTimeout))
-	// Not ctx: once Raft has the command it may commit, and the caller must
-	// hear how it ended; Raft answers within its own timeout or at shutdown.
+// commitLocal is the leader's flush: it submits batch to Raft, the small
+// commands merged into one fsm.Batch entry and the others (batches, which
+// cannot nest, and big commands) as entries of their own, and answers each
+// request with its own result. All entries are submitted before any is
+// waited for, so Raft can still write them to its log together.
+func (c *Cluster) commitLocal(batch []*applyReq) {
+	timeout := remainingOf(batch, c.cfg.ApplyTimeout)
+	type entry struct {
+		reqs   []*applyReq
+		f      raft.ApplyFuture
+		merged bool
+	}
+	var entries []entry
+	var merge []*applyReq
+	for _, r := range batch {
+		if t, _ := fsm.TypeOf(r.cmd); t == fsm.CmdBatch || len(r.cmd) > maxMergedCommand {
+			entries = append(entries, entry{reqs: []*applyReq{r}, f: c.raft.Apply(r.cmd, timeout)})
+			continue
+		}
+		merge = append(merge, r)
+	}
+	switch len(merge) {
+	case 0:
+	case 1:
+		// Alone, a command goes as it is: the log holds exactly what it
+		// held before coalescing, and there is nothing to unwrap.
+		entries = append(entries, entry{reqs: merge, f: c.raft.Apply(merge[0].cmd, timeout)})
+	default:
+		cmds := make([][]byte, len(merge))
+		for i, r := range merge {
+			cmds[i] = r.cmd
+		}
+		cmd, err := fsm.Encode(fsm.CmdBatch, &fsm.Batch{Commands: cmds})
+		if err != nil {
+			for _, r := range merge {
+				r.answer(nil, err)
+			}
+			break
+		}
+		entries = append(entries, entry{reqs: merge, f: c.raft.Apply(cmd, timeout), merged: true})
+	}
+	for _, e := range entries {
+		res, err := c.applyResult(e.f)
+		if !e.merged {
+			e.reqs[0].answer(res, err)
+			continue
+		}
+		if err == nil && (res.Err != nil || len(res.Results) != len(e.reqs)) {
+			// Cannot happen with the batch built above; if it does, no
+			// caller may take another's result.
+			err = fmt.Errorf("coalesced batch at index %d: %d results for %d commands (error %v)", res.Index, len(res.Results), len(e.reqs), res.Err)
+			c.logger.Error("coalesced batch answered badly", "raft_index", res.Index, "error", err)
+		}
+		for i, r := range e.reqs {
+			if err != nil {
+				r.answer(nil, err)
+				continue
+			}
+			r.answer(res.Results[i], nil)
+		}
+	}
+}
+
+// applyResult waits for an entry to be applied and returns its *fsm.Result.
+func (c *Cluster) applyResult(f raft.ApplyFuture) (*fsm.Result, error) {
+	// Not a caller's ctx: once Raft has the command it may commit, and the
+	// caller must hear how it ended; Raft answers within its own timeout or
+	// at shutdown.
 	if err := c.waitFuture(context.Background(), f); err != nil {
 		return nil, raftErr(err)
 	}
@@ -265,6 +337,119 @@ func (c *Cluster) applyLocal(ctx context.Context, cmd []byte) (*fsm.Result, erro
 		return nil, fmt.Errorf("fsm returned %T", f.Response())
 	}
 	return res, nil
+}
+
+// forwardBatch is a follower's flush: one RPC to the leader for the whole
+// batch, each command answered with its own result or error. A lone command,
+// or a leader too old to know pathApplyBatch, gets the single-command RPC.
+func (c *Cluster) forwardBatch(batch []*applyReq) {
+	addr, _ := c.raft.LeaderWithID()
+	if len(batch) == 1 || !c.batchRPC.supported(string(addr)) {
+		var wg sync.WaitGroup
+		for _, r := range batch {
+			wg.Go(func() { r.answer(c.forwardOne(r.ctx, r.cmd)) })
+		}
+		wg.Wait()
+		return
+	}
+	cmds := make([][]byte, len(batch))
+	for i, r := range batch {
+		cmds[i] = r.cmd
+	}
+	body, err := msgpack.Marshal(&batchRequest{Commands: cmds})
+	if err != nil {
+		for _, r := range batch {
+			r.answer(nil, err)
+		}
+		return
+	}
+	// The RPC is shared, so no one caller's context may end it: it runs until
+	// the last of them would give up (each caller still leaves at its own
+	// deadline, see coalescer.wait).
+	ctx, cancel := context.WithTimeout(context.Background(), remainingOf(batch, c.cfg.ApplyTimeout))
+	defer cancel()
+	var out []wireOutcome
+	err = c.forward(ctx, c.batchPath, bytes.NewReader(body), &out)
+	if errors.Is(err, errUnknownRPC) {
+		// Nothing was applied: the leader has no such route.
+		c.logger.Info("leader does not take batched writes; forwarding one by one", "leader", string(addr))
+		c.batchRPC.refuse(string(addr))
+		c.forwardBatch(batch)
+		return
+	}
+	if err == nil && len(out) != len(batch) {
+		err = fmt.Errorf("leader answered %d of %d batched writes", len(out), len(batch))
+	}
+	for i, r := range batch {
+		switch {
+		case err != nil:
+			r.answer(nil, err)
+		case out[i].Err != nil:
+			r.answer(nil, fromWireError(out[i].Err))
+		case out[i].Result == nil:
+			r.answer(nil, fmt.Errorf("leader sent no result for batched write %d", i))
+		default:
+			r.answer(fromWire(out[i].Result), nil)
+		}
+	}
+}
+
+func (c *Cluster) forwardOne(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	var w wireResult
+	if err := c.forward(ctx, pathApply, bytes.NewReader(cmd), &w); err != nil {
+		return nil, err
+	}
+	return fromWire(&w), nil
+}
+
+// batchRequest is the body of pathApplyBatch; the answer is one wireOutcome
+// per command, in order.
+type batchRequest struct {
+	Commands [][]byte `msgpack:"c"`
+}
+
+// wireOutcome is one command's answer in a batch: its result (which carries
+// any domain error), or the cluster error that kept it from one.
+type wireOutcome struct {
+	Result *wireResult `msgpack:"r,omitempty"`
+	Err    *wireError  `msgpack:"e,omitempty"`
+}
+
+func toOutcome(res *fsm.Result, err error) wireOutcome {
+	if err != nil {
+		return wireOutcome{Err: toWireError(err)}
+	}
+	return wireOutcome{Result: toWire(res)}
+}
+
+// batchSupport remembers a leader that answered pathApplyBatch with 404 (an
+// older version, during a rolling upgrade). It is asked again after
+// batchRetryAfter: by then it may have been upgraded.
+type batchSupport struct {
+	mu      sync.Mutex
+	refused map[string]time.Time
+}
+
+const batchRetryAfter = time.Minute
+
+func (b *batchSupport) supported(addr string) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	at, ok := b.refused[addr]
+	if ok && time.Since(at) > batchRetryAfter {
+		delete(b.refused, addr)
+		return true
+	}
+	return !ok
+}
+
+func (b *batchSupport) refuse(addr string) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.refused == nil {
+		b.refused = map[string]time.Time{}
+	}
+	b.refused[addr] = time.Now()
 }
 
 // raftErr maps hashicorp/raft errors onto ours.
@@ -364,12 +549,34 @@ func (c *Cluster) newForwardServer() *http.Server {
 		}
 		ctx, cancel := requestCtx(r)
 		defer cancel()
-		res, err := c.applyLocal(ctx, cmd)
+		res, err := c.local.do(ctx, cmd)
 		if err != nil {
 			writeWire(w, http.StatusServiceUnavailable, toWireError(err))
 			return
 		}
 		writeWire(w, http.StatusOK, toWire(res))
+	})
+	mux.HandleFunc("POST "+pathApplyBatch, func(w http.ResponseWriter, r *http.Request) {
+		var req batchRequest
+		if err := msgpack.NewDecoder(io.LimitReader(r.Body, maxForwardedCommand)).Decode(&req); err != nil {
+			writeWire(w, http.StatusBadRequest, toWireError(err))
+			return
+		}
+		if c.raft.State() != raft.Leader {
+			writeWire(w, http.StatusServiceUnavailable, toWireError(ErrNoLeader))
+			return
+		}
+		ctx, cancel := requestCtx(r)
+		defer cancel()
+		// Enqueued together, the follower's commands are taken together,
+		// with whatever the leader's own callers and the other followers
+		// queued meanwhile.
+		reqs := c.local.enqueue(ctx, req.Commands...)
+		out := make([]wireOutcome, len(reqs))
+		for i, q := range reqs {
+			out[i] = toOutcome(c.local.wait(q))
+		}
+		writeWire(w, http.StatusOK, out)
 	})
 	mux.HandleFunc("POST "+pathReadIndex, func(w http.ResponseWriter, r *http.Request) {
 		if c.raft.State() != raft.Leader {
