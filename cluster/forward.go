@@ -372,7 +372,7 @@ func (c *Cluster) forwardBatch(batch []*applyReq) {
 	err = c.forward(ctx, c.batchPath, bytes.NewReader(body), &out)
 	if errors.Is(err, errUnknownRPC) {
 		// Nothing was applied: the leader has no such route.
-		c.logger.Info("leader does not take batched writes; forwarding one by one", "leader", string(addr))
+		c.logger.Info("leader does not take batched writes; forwarding one by one", "leader_raft_addr", string(addr))
 		c.batchRPC.refuse(string(addr))
 		c.forwardBatch(batch)
 		return
