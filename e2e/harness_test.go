@@ -586,7 +586,7 @@ var httpc = &http.Client{
 	Transport: &http.Transport{
 		DialContext:           (&net.Dialer{Timeout: time.Second}).DialContext,
 		ResponseHeaderTimeout: 3 * time.Second,
-		MaxIdleConnsPerHost:   8,
+		MaxIdleConnsPerHost:   64, // the benchmarks run up to 32 clients per node; fewer idle slots meant redialling
 		IdleConnTimeout:       10 * time.Second,
 	},
 }
