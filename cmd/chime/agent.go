@@ -132,6 +132,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
+	applyMemoryLimit(logger) // GOGC 400 needs a ceiling where there is one (memlimit.go)
 	if f.pollInterval < 10*time.Millisecond || f.pollInterval > time.Hour {
 		return fmt.Errorf("--poll-interval %s: use a value from 10ms to 1h", f.pollInterval)
 	}
