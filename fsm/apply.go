@@ -2,6 +2,7 @@ package fsm
 
 import (
 	"fmt"
+	"math"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -264,13 +265,15 @@ func (a *applier) put(b *Put) *Error {
 			return conflict(u.field, "%s %s already used by %s %q", t.singular, u.what, t.singular, other.key())
 		}
 	}
-	if o, ok := rec.(*Occurrence); ok { // the unique rules again, for finished occurrences
-		st := a.state()
-		if other, err := st.OccurrenceByNumber(o.JobID, o.Number); err == nil && other.ID != o.ID {
+	if o, ok := rec.(*Occurrence); ok { // the unique rules again, against finished occurrences
+		v := a.arch.view()
+		if other := v.occurrenceBy(o.JobID, o.Number, "", math.MaxUint64); other != nil && other.ID != o.ID {
 			return conflict("number", "occurrence number within its job already used by occurrence %q", other.ID)
 		}
-		if other, err := st.OccurrenceByIdentity(o.JobID, o.IdentityKey); err == nil && other.ID != o.ID {
-			return conflict("identityKey", "occurrence identity key within its job already used by occurrence %q", other.ID)
+		if o.IdentityKey != "" {
+			if other := v.occurrenceBy(o.JobID, 0, o.IdentityKey, math.MaxUint64); other != nil && other.ID != o.ID {
+				return conflict("identityKey", "occurrence identity key within its job already used by occurrence %q", other.ID)
+			}
 		}
 	}
 

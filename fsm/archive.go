@@ -42,8 +42,9 @@ import (
 // that removed it (0: present), so a State at index i sees exactly the
 // entries archived at or before i and not removed by then, as memdb's
 // snapshots do. The applier only appends past what any view captured and
-// stores removals atomically; reclaiming space builds a new generation that
-// views taken before it never see.
+// stores removals atomically; it releases emptied pages and chunks in copies
+// of their tables, and a rebuild makes a new generation, so views taken
+// before either keep what they captured.
 
 // Kinds of archived record.
 const (
@@ -106,6 +107,9 @@ type archGen struct {
 	byID, byNumber, byIdentity hashIndex
 	front                      int // entries before it are all removed
 	dead                       int // removed entries at or after front (applier only)
+	// minDone is the earliest completion time on each page (applier only):
+	// retention skips the pages that hold nothing old enough.
+	minDone []Millis
 }
 
 func (g *archGen) entry(i int) *archEntry { return &g.pages[i/archPage][i%archPage] }
@@ -300,35 +304,32 @@ func (v *archView) occurrenceBy(job string, n int64, key string, at uint64) *Occ
 	return found
 }
 
-func (v *archView) occurrence(i int) *Occurrence {
-	_, rec, _ := blobParts(v.blob(i))
-	o := new(Occurrence)
-	if err := DecodeBody(rec, o); err != nil {
-		panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
-	}
-	return o
-}
+func (v *archView) occurrence(i int) *Occurrence { return blobRecord[Occurrence](v.blob(i)) }
 
-func (v *archView) delivery(i int) *Delivery {
-	_, del, _ := blobParts(v.blob(i))
-	d := new(Delivery)
-	if err := DecodeBody(del, d); err != nil {
-		panic(fmt.Sprintf("fsm: archived delivery does not decode: %v", err))
-	}
-	return d
-}
+func (v *archView) delivery(i int) *Delivery { return blobRecord[Delivery](v.blob(i)) }
 
 func (v *archView) attempts(i int) []*Attempt {
 	_, _, atts := blobParts(v.blob(i))
 	out := make([]*Attempt, 0, len(atts))
 	for _, b := range atts {
-		a := new(Attempt)
-		if err := DecodeBody(b, a); err != nil {
-			panic(fmt.Sprintf("fsm: archived attempt does not decode: %v", err))
-		}
-		out = append(out, a)
+		out = append(out, decodeArchived[Attempt](b))
 	}
 	return out
+}
+
+// blobRecord decodes the record of a blob.
+func blobRecord[T any](blob []byte) *T {
+	_, rec, _ := blobParts(blob)
+	return decodeArchived[T](rec)
+}
+
+// decodeArchived decodes bytes this process encoded, so a failure is a bug.
+func decodeArchived[T any](b []byte) *T {
+	v := new(T)
+	if err := DecodeBody(b, v); err != nil {
+		panic(fmt.Sprintf("fsm: archived %T does not decode: %v", v, err))
+	}
+	return v
 }
 
 // archQuery selects archived deliveries; empty fields match all.
@@ -538,24 +539,32 @@ func (g *archGen) append(e archEntry, blob []byte) {
 	}
 	*g.entry(i) = e
 	g.n++
-	// The keys themselves are only needed when a hash is already taken.
+	if p := i / archPage; p == len(g.minDone) {
+		g.minDone = append(g.minDone, e.completed)
+	} else {
+		g.minDone[p] = min(g.minDone[p], e.completed)
+	}
+	g.eachKey(&e, blob, func(h *hashIndex, hash uint64, key func() string) { h.put(hash, key, i) })
+}
+
+// eachKey calls f with every lookup index that holds e (whose blob is blob),
+// e's hash there and its key. The key is decoded only if f asks for it, which
+// it does only when the hash is shared with another key.
+func (g *archGen) eachKey(e *archEntry, blob []byte, f func(h *hashIndex, hash uint64, key func() string)) {
+	f(&g.byID, e.id, func() string { return idKey(e.kind, string(blobID(blob))) })
+	if e.kind != archOccurrence {
+		return
+	}
 	var o *Occurrence
 	occ := func() *Occurrence {
 		if o == nil {
-			_, rec, _ := blobParts(blob)
-			o = new(Occurrence)
-			if err := DecodeBody(rec, o); err != nil {
-				panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
-			}
+			o = blobRecord[Occurrence](blob)
 		}
 		return o
 	}
-	g.byID.put(e.id, func() string { return idKey(e.kind, string(blobID(blob))) }, i)
-	if e.kind == archOccurrence {
-		g.byNumber.put(e.numKey, func() string { return numberKey(occ().JobID, occ().Number) }, i)
-		if e.identKey != 0 {
-			g.byIdentity.put(e.identKey, func() string { return identityKey(occ().JobID, occ().IdentityKey) }, i)
-		}
+	f(&g.byNumber, e.numKey, func() string { return numberKey(occ().JobID, occ().Number) })
+	if e.identKey != 0 {
+		f(&g.byIdentity, e.identKey, func() string { return identityKey(occ().JobID, occ().IdentityKey) })
 	}
 }
 
@@ -568,21 +577,7 @@ func (a *archive) remove(i int, index uint64) {
 	e := g.entry(i)
 	atomic.StoreUint64(&e.removed, index)
 	g.dead++
-	blob := g.chunks[e.chunk][e.off : e.off+e.n]
-	var o *Occurrence
-	occ := func() *Occurrence {
-		if o == nil {
-			o = decodeOccurrence(blob)
-		}
-		return o
-	}
-	g.byID.drop(e.id, func() string { return idKey(e.kind, string(blobID(blob))) }, i)
-	if e.kind == archOccurrence {
-		g.byNumber.drop(e.numKey, func() string { return numberKey(occ().JobID, occ().Number) }, i)
-		if e.identKey != 0 {
-			g.byIdentity.drop(e.identKey, func() string { return identityKey(occ().JobID, occ().IdentityKey) }, i)
-		}
-	}
+	g.eachKey(e, g.chunks[e.chunk][e.off:e.off+e.n], func(h *hashIndex, hash uint64, key func() string) { h.drop(hash, key, i) })
 	front := g.front
 	for front < g.n && atomic.LoadUint64(&g.entry(front).removed) != 0 {
 		front++
@@ -615,15 +610,6 @@ func (a *archive) remove(i int, index uint64) {
 		}
 	}
 	g.pages, g.chunks, g.front = pages, chunks, front
-}
-
-func decodeOccurrence(blob []byte) *Occurrence {
-	_, rec, _ := blobParts(blob)
-	o := new(Occurrence)
-	if err := DecodeBody(rec, o); err != nil {
-		panic(fmt.Sprintf("fsm: archived occurrence does not decode: %v", err))
-	}
-	return o
 }
 
 // maybeCompact reclaims the space of removed entries once they outnumber the
@@ -787,11 +773,23 @@ func (a *applier) rearchive(t *tableDef, id string) {
 // every succeeded delivery, and every occurrence that no unfinished delivery
 // in memdb refers to. Like placement, this is a function of the state, not
 // of the order things were archived in, so replicas agree.
+//
+// A record without a completion time is never removed, as memdb's terminal
+// index never held one. Pages whose earliest completion is after before are
+// skipped whole, so a prune reads only the old end of the archive.
 func (a *applier) pruneArchive(before Millis) {
+	if before <= 0 {
+		return
+	}
 	v := a.arch.view()
+	minDone := v.gen.minDone // the applier's own field
 	for i := v.front; i < v.n; i++ {
+		if i%archPage == 0 && minDone[i/archPage] > before {
+			i += archPage - 1
+			continue
+		}
 		e := v.entry(i)
-		if atomic.LoadUint64(&e.removed) != 0 || e.completed > before {
+		if atomic.LoadUint64(&e.removed) != 0 || e.completed == 0 || e.completed > before {
 			continue
 		}
 		if e.kind == archOccurrence && !a.allDeliveriesTerminal(string(blobID(v.blob(i)))) {

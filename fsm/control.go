@@ -1,7 +1,5 @@
 package fsm
 
-import "math"
-
 // Operator actions on deliveries and occurrences (retry, cancel, release a
 // held delivery, complete or skip an occurrence). They are commands of their
 // own rather than Puts because each one moves a record through its state
@@ -70,15 +68,9 @@ func (a *applier) deliveryControl(c *DeliveryControl) []*Result {
 }
 
 func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
-	cur, _ := a.first(TableDeliveries, IndexID, act.DeliveryID).(*Delivery)
-	if cur == nil {
-		// A succeeded delivery is archived; every action refuses it below,
-		// with the same answer as for any other status it does not apply to.
-		v := a.arch.view()
-		if i := v.find(archDelivery, act.DeliveryID, math.MaxUint64); i >= 0 {
-			cur = v.delivery(i)
-		}
-	}
+	// A succeeded delivery is read from the archive: every action refuses it
+	// below, with the answer it gives any other status it does not apply to.
+	cur, _ := a.state().Delivery(act.DeliveryID)
 	if cur == nil {
 		return notFound("delivery", "delivery %q not found", act.DeliveryID)
 	}
@@ -122,15 +114,9 @@ func (a *applier) occurrenceControl(c *OccurrenceControl) []*Result {
 }
 
 func (a *applier) occurrenceAction(c *OccurrenceControl, id string) *Error {
-	cur, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence)
-	if cur == nil {
-		// A finished occurrence is archived; the status check below refuses
-		// it as it would in memdb.
-		v := a.arch.view()
-		if i := v.find(archOccurrence, id, math.MaxUint64); i >= 0 {
-			cur = v.occurrence(i)
-		}
-	}
+	// A finished occurrence is read from the archive; the status check below
+	// refuses it.
+	cur, _ := a.state().Occurrence(id)
 	switch {
 	case cur == nil || (c.Project != "" && cur.Project != c.Project):
 		return notFound("occurrence", "occurrence %q not found", id)

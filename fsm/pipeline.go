@@ -145,14 +145,19 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 		if o.JobID != job.ID || o.Project != job.Project || o.ID == "" {
 			return invalid("occurrence", "occurrence must have an id and belong to job %q", job.ID)
 		}
-		st := a.state()
-		if a.first(TableOccurrences, IndexID, o.ID) != nil || a.archivedAt(archOccurrence, o.ID) >= 0 {
+		// memdb and the archive (finished occurrences) directly: this runs
+		// for every fire, and the State lookups would build an error for
+		// each miss.
+		v := a.arch.view()
+		if a.first(TableOccurrences, IndexID, o.ID) != nil || v.find(archOccurrence, o.ID, math.MaxUint64) >= 0 {
 			return conflict("occurrence", "occurrence %q already exists", o.ID)
 		}
-		if _, err := st.OccurrenceByIdentity(o.JobID, o.IdentityKey); o.IdentityKey != "" && err == nil {
+		if o.IdentityKey != "" && (a.first(TableOccurrences, IndexIdentity, o.JobID, o.IdentityKey) != nil ||
+			v.occurrenceBy(o.JobID, 0, o.IdentityKey, math.MaxUint64) != nil) {
 			return conflict("occurrence", "job %q already has an occurrence for slot %q", job.ID, o.IdentityKey)
 		}
-		if _, err := st.OccurrenceByNumber(o.JobID, o.Number); err == nil {
+		if a.first(TableOccurrences, IndexJobNumber, o.JobID, o.Number) != nil ||
+			v.occurrenceBy(o.JobID, o.Number, "", math.MaxUint64) != nil {
 			return conflict("occurrence", "job %q already has occurrence number %d", job.ID, o.Number)
 		}
 	}

@@ -390,16 +390,9 @@ func (s *State) OccurrencesByJob(jobID string, afterNumber int64, limit int) (ou
 		}
 		hot = append(hot, o)
 	}
-	archLimit := 0
-	if limit > 0 {
-		archLimit = limit + 1
-	}
-	merged := mergeSorted(hot, s.arch.occurrences(jobID, "", afterNumber, "", s.archIndex(), archLimit),
+	merged := mergeSorted(hot, s.arch.occurrences(jobID, "", afterNumber, "", s.archIndex(), pageProbe(limit)),
 		func(a, b *Occurrence) int { return cmp.Compare(a.Number, b.Number) })
-	if limit > 0 && len(merged) > limit {
-		return merged[:limit], merged[limit-1].Number
-	}
-	return merged, 0
+	return cutPage(merged, limit, func(o *Occurrence) int64 { return o.Number })
 }
 
 // OccurrencesByStatus lists the occurrences of job with status, by id:
@@ -410,15 +403,27 @@ func (s *State) OccurrencesByStatus(jobID, status, after string, limit int) ([]*
 	if !probe.Terminal() {
 		return list[Occurrence](s, TableOccurrences, IndexJobStatus, []any{jobID, status}, after, limit)
 	}
-	archLimit := 0
-	if limit > 0 {
-		archLimit = limit + 1
+	return cutPage(s.arch.occurrences(jobID, status, 0, after, s.archIndex(), pageProbe(limit)), limit,
+		func(o *Occurrence) string { return o.ID })
+}
+
+// pageProbe is how many rows to read for a page of limit (<= 0: all): one
+// more tells whether there is a next page.
+func pageProbe(limit int) int {
+	if limit <= 0 {
+		return 0
 	}
-	out := s.arch.occurrences(jobID, status, 0, after, s.archIndex(), archLimit)
-	if limit > 0 && len(out) > limit {
-		return out[:limit], out[limit-1].ID
+	return limit + 1
+}
+
+// cutPage cuts rows read with pageProbe to a page of limit and returns the
+// cursor of the next page (its zero value when there is none).
+func cutPage[T any, C any](rows []*T, limit int, cursor func(*T) C) ([]*T, C) {
+	var none C
+	if limit > 0 && len(rows) > limit {
+		return rows[:limit], cursor(rows[limit-1])
 	}
-	return out, ""
+	return rows, none
 }
 
 // mergeSorted merges two slices sorted by cmp into one.
@@ -687,11 +692,7 @@ func (s *State) deliveries(q archQuery, after string, limit int) ([]*Delivery, s
 	default:
 		next = inIDOrder[Delivery](s, TableDeliveries, IndexID, nil, after)
 	}
-	archLimit := 0
-	if limit > 0 {
-		archLimit = limit + 1 // one more tells whether there is a next page
-	}
-	archived := s.arch.list(q, s.archIndex(), after, archLimit)
+	archived := s.arch.list(q, s.archIndex(), after, pageProbe(limit))
 	next = mergeByID([]func() *Delivery{next, func() *Delivery {
 		if len(archived) == 0 {
 			return nil
