@@ -46,6 +46,19 @@ import (
 // of their tables, and a rebuild makes a new generation, so views taken
 // before either keep what they captured.
 
+// belongsInArchive is the placement rule: a delivery that has succeeded and
+// an occurrence that is no longer pending live in the archive, every other
+// record in memdb.
+func belongsInArchive(rec record) bool {
+	switch r := rec.(type) {
+	case *Delivery:
+		return r.Status == DeliverySucceeded
+	case *Occurrence:
+		return r.Terminal()
+	}
+	return false
+}
+
 // Kinds of archived record.
 const (
 	archDelivery   byte = 1
@@ -690,7 +703,7 @@ func (a *applier) addToArchive(e archEntry, id string, rec any, atts []*Attempt,
 // storeOccurrence stores o where the placement rule says: memdb while it
 // is pending, the archive after.
 func (a *applier) storeOccurrence(cur, o *Occurrence) {
-	if o.Terminal() {
+	if belongsInArchive(o) {
 		a.archiveOccurrence(cur, o)
 		return
 	}
@@ -759,11 +772,11 @@ func (a *applier) rearchive(t *tableDef, id string) {
 		id, _ = args[0].(string)
 		fallthrough
 	case TableDeliveries:
-		if d, _ := a.first(TableDeliveries, IndexID, id).(*Delivery); d != nil && d.Status == DeliverySucceeded {
+		if d, _ := a.first(TableDeliveries, IndexID, id).(*Delivery); d != nil && belongsInArchive(d) {
 			a.archiveDelivery(d, d)
 		}
 	case TableOccurrences:
-		if o, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence); o != nil && o.Terminal() {
+		if o, _ := a.first(TableOccurrences, IndexID, id).(*Occurrence); o != nil && belongsInArchive(o) {
 			a.archiveOccurrence(o, o)
 		}
 	}

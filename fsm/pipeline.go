@@ -291,7 +291,7 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 		d.CompletedAt, d.LeaseUntil = at, 0
 	}
 	d.setIndexes(cur.CreateIndex, a.index)
-	if d.Status == DeliverySucceeded {
+	if belongsInArchive(&d) {
 		a.archiveDelivery(cur, &d, &att)
 	} else {
 		a.mustInsert(TableAttempts, &att)

@@ -81,9 +81,9 @@ func WriteSnapshot(w io.Writer, s *State) error {
 			}
 		}
 	}
-	// Archived deliveries go out as the delivery and attempt records they
-	// are (their bytes are kept encoded), so any node, older ones included,
-	// reads them like any other row.
+	// Archived records go out as the delivery, attempt and occurrence
+	// records they are (their bytes are kept encoded), so any node, older
+	// ones included, reads them like any other row.
 	if err := s.arch.writeRecords(bw, s.archIndex()); err != nil {
 		return err
 	}
@@ -267,14 +267,14 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 		counts[t.name]++
 		switch r := rec.(type) {
 		case *Delivery:
-			if r.Status == DeliverySucceeded && settledByID[r.ID] == nil {
+			if belongsInArchive(r) && settledByID[r.ID] == nil {
 				rd := &restoredRecord{entry: arch.deliveryEntry(r, 0), parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}}
 				settled = append(settled, rd)
 				settledByID[r.ID] = rd
 				continue
 			}
 		case *Occurrence:
-			if r.Terminal() {
+			if belongsInArchive(r) {
 				settled = append(settled, &restoredRecord{entry: arch.occurrenceEntry(r), parts: [][]byte{[]byte(r.ID), bytes.Clone(buf)}})
 				continue
 			}
