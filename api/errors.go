@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"net/http"
+	"strconv"
 
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
@@ -19,6 +20,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
+	// RetryAfter, in seconds, overrides the Retry-After of a 503.
+	RetryAfter int `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -29,6 +32,10 @@ func badRequest(field, message string) *Error {
 }
 
 var errNotReady = errors.New("not ready")
+
+// diskFullRetryAfter is the Retry-After, in seconds, of a write refused for
+// a short disk.
+const diskFullRetryAfter = 10
 
 // toHTTP is the one place where errors become HTTP statuses and codes.
 func toHTTP(err error) *Error {
@@ -59,6 +66,9 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "outcome_unknown", Message: msg}
 	case errors.Is(err, cluster.ErrTimeout), errors.Is(err, context.DeadlineExceeded):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: msg}
+	case errors.Is(err, cluster.ErrDiskFull):
+		// Freeing space takes an operator: retrying every second is noise.
+		return &Error{Status: http.StatusServiceUnavailable, Code: "disk_full", Message: msg, RetryAfter: diskFullRetryAfter}
 	case errors.Is(err, cluster.ErrShutdown):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: msg}
 	case errors.Is(err, errNotReady):
@@ -75,8 +85,13 @@ func fail(c *gin.Context, logger *slog.Logger, err error) {
 			logger.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "error", err)
 		}
 		if e.Status == http.StatusServiceUnavailable {
-			// Every 503 here is transient: an election, a catch-up, a shutdown.
-			c.Header("Retry-After", "1")
+			// Every 503 here is transient: an election, a catch-up, a
+			// shutdown, a disk being freed.
+			retry := 1
+			if e.RetryAfter > 0 {
+				retry = e.RetryAfter
+			}
+			c.Header("Retry-After", strconv.Itoa(retry))
 		}
 	}
 	c.AbortWithStatusJSON(e.Status, gin.H{"error": e})

@@ -13,6 +13,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -67,6 +68,11 @@ type Config struct {
 	SnapshotInterval                                                     time.Duration
 	TrailingLogs                                                         uint64
 
+	// DiskReserve is the free space kept on the data dir's file system;
+	// below it the node refuses writes (disk.go). Zero means
+	// DefaultDiskReserve.
+	DiskReserve uint64
+
 	// Gossip tuning; zero keeps memberlist's LAN defaults.
 	ProbeInterval, ProbeTimeout, GossipInterval time.Duration
 	SuspicionMult                               int
@@ -94,8 +100,12 @@ type Cluster struct {
 	transport *muxTransport
 	netTrans  *raft.NetworkTransport
 	members   *membership
-	fwdServer *http.Server
-	fwdClient *http.Client
+	disk      *diskGuard
+	// lastHandOff is when a short disk last made this leader hand over
+	// (unix nanoseconds; disk.go).
+	lastHandOff atomic.Int64
+	fwdServer   *http.Server
+	fwdClient   *http.Client
 	// local coalesces writes on the leader into Raft entries, remote
 	// coalesces a follower's writes into RPCs to the leader (coalesce.go).
 	local, remote *coalescer
@@ -204,10 +214,18 @@ func (c *Cluster) openRaft() error {
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
 	}
-	logs, err := raft.NewLogCache(512, store)
+	cache, err := raft.NewLogCache(512, store)
 	if err != nil {
 		return err
 	}
+	if c.cfg.DiskReserve == 0 {
+		c.cfg.DiskReserve = DefaultDiskReserve
+	}
+	c.disk = newDiskGuard(raftDir, c.cfg.DiskReserve, c.logger)
+	c.disk.onLow = c.handOffLeadership
+	c.disk.check()
+	logs := guardedLogs{LogStore: cache, g: c.disk}
+	stable := guardedStable{StableStore: store, g: c.disk, stop: c.shutdownCh}
 	tr, err := newMuxTransport(c.cfg.RaftAddr, c.cfg.AdvertiseRaftAddr, c.cfg.ClusterKey, c.cfg.ClusterName, c.logger)
 	if err != nil {
 		return err
@@ -255,11 +273,11 @@ func (c *Cluster) openRaft() error {
 	if err := c.recoverFromPeersFile(rc, raftDir, logs, snaps); err != nil {
 		return err
 	}
-	hasState, err := raft.HasExistingState(logs, store, snaps)
+	hasState, err := raft.HasExistingState(logs, stable, snaps)
 	if err != nil {
 		return fmt.Errorf("inspect raft state: %w", err)
 	}
-	r, err := raft.NewRaft(rc, c.fsm, logs, store, snaps, c.netTrans)
+	r, err := raft.NewRaft(rc, c.fsm, logs, stable, snaps, c.netTrans)
 	if err != nil {
 		return fmt.Errorf("start raft: %w", err)
 	}
@@ -333,8 +351,9 @@ func (c *Cluster) Start(hooks ...LeaderHook) error {
 	}()
 	go func() { defer c.wg.Done(); defer close(c.monitorDone); c.monitorLeadership() }()
 	go func() { defer c.wg.Done(); c.bootstrap() }()
-	c.wg.Add(1)
+	c.wg.Add(2)
 	go func() { defer c.wg.Done(); c.reconnect() }()
+	go func() { defer c.wg.Done(); c.disk.run(c.shutdownCh) }()
 	if len(c.cfg.Join) > 0 {
 		n, err := c.members.join(c.cfg.Join)
 		if err != nil && n == 0 {

@@ -43,6 +43,7 @@ const (
 	codeShutdown        = "shutdown"
 	codeInternal        = "internal"
 	codeBadSnapshotBody = "invalid_snapshot"
+	codeDiskFull        = "disk_full"
 )
 
 // ErrTimeout: the cluster did not answer within the request's deadline.
@@ -85,6 +86,8 @@ func toWireError(err error) *wireError {
 		code = codeShutdown
 	case errors.Is(err, errBadSnapshot):
 		code = codeBadSnapshotBody
+	case errors.Is(err, ErrDiskFull):
+		code = codeDiskFull
 	}
 	return &wireError{Code: code, Message: err.Error()}
 }
@@ -105,6 +108,8 @@ func fromWireError(w *wireError) error {
 	case codeBadSnapshotBody:
 		// The leader's message already starts with the sentinel's text.
 		return fmt.Errorf("%w: %s", errBadSnapshot, strings.TrimPrefix(w.Message, errBadSnapshot.Error()+": "))
+	case codeDiskFull:
+		return fmt.Errorf("%w (on the leader): %s", ErrDiskFull, strings.TrimPrefix(w.Message, ErrDiskFull.Error()+": "))
 	case codeInternal:
 		return fmt.Errorf("leader: %s", w.Message)
 	}
@@ -255,6 +260,11 @@ func (c *Cluster) withLeader(ctx context.Context, attempt func(ctx context.Conte
 }
 
 func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error) {
+	if err := c.disk.err(); err != nil {
+		// This node could not store the entry it asks for, nor wait until
+		// it has applied it: refuse here, whoever leads.
+		return nil, err
+	}
 	if c.raft.State() == raft.Leader {
 		return c.local.do(ctx, cmd)
 	}
@@ -267,6 +277,14 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error
 // request with its own result. All entries are submitted before any is
 // waited for, so Raft can still write them to its log together.
 func (c *Cluster) commitLocal(batch []*applyReq) {
+	if err := c.disk.err(); err != nil {
+		// Refused before Raft sees it: a leader short of disk writes
+		// nothing, so its log store never fails (disk.go).
+		for _, r := range batch {
+			r.answer(nil, err)
+		}
+		return
+	}
 	timeout := remainingOf(batch, c.cfg.ApplyTimeout)
 	type entry struct {
 		reqs   []*applyReq

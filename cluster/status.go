@@ -115,6 +115,10 @@ func (c *Cluster) Readiness() (bool, string) {
 	if state == raft.Shutdown {
 		return false, "raft is shut down"
 	}
+	if err := c.disk.err(); err != nil {
+		// It refuses every write, and a balancer should send them elsewhere.
+		return false, err.Error()
+	}
 	addr, id := c.raft.LeaderWithID()
 	if addr == "" {
 		return false, "no leader known (election in progress or quorum lost)"
@@ -163,8 +167,12 @@ func (c *Cluster) StaleContact() time.Duration {
 // InContact reports whether this node is the leader or has heard from the
 // leader within a few heartbeats. A node that is cut off keeps its local
 // state, but must not start deliveries from it: the leader may already have
-// handed them to someone else.
+// handed them to someone else. Nor may a node whose disk is short: it could
+// not report what it sent (disk.go), and its leases would lapse into resends.
 func (c *Cluster) InContact() bool {
+	if c.disk.err() != nil {
+		return false
+	}
 	switch c.raft.State() {
 	case raft.Leader:
 		return true

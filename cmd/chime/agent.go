@@ -45,6 +45,7 @@ type agentFlags struct {
 	defaultTimezone                   string
 	debugAddr                         string
 	rootToken                         string
+	diskReserve                       byteSize
 }
 
 func agentFlagSet(f *agentFlags) *flag.FlagSet {
@@ -78,6 +79,8 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Var(&f.allowedTargetCIDRs, "allowed-target-cidrs", "address ranges deliveries may reach although they are private, comma-separated (10.20.0.0/16,fd00::/8)")
 	fs.StringVar(&f.defaultTimezone, "default-timezone", "UTC", "IANA time zone of schedules that name none")
 	fs.StringVar(&f.rootToken, "root-token", "", "the first admin API token when the cluster is created (prefer CHIME_ROOT_TOKEN: flags show in ps); default: generated and logged once")
+	f.diskReserve = cluster.DefaultDiskReserve
+	fs.Var(&f.diskReserve, "disk-reserve", "free space kept on the data dir's file system: below it the node refuses writes (503 disk_full) and stops leading")
 	fs.StringVar(&f.debugAddr, "debug-addr", "", "serve Go's pprof profiles on this address (off by default; bind it to loopback)")
 	return fs
 }
@@ -150,6 +153,9 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		}
 		targets.Allowed = append(targets.Allowed, p.Masked())
 	}
+	if f.diskReserve < 1<<20 {
+		return fmt.Errorf("--disk-reserve %s: keep at least 1MiB, what Raft's own writes need while the node refuses the rest", f.diskReserve.String())
+	}
 	if f.rootToken != "" && len(f.rootToken) < api.MinTokenLen {
 		return fmt.Errorf("CHIME_ROOT_TOKEN / --root-token: use at least %d characters", api.MinTokenLen)
 	}
@@ -196,6 +202,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		Logger: logger, FSM: state,
 		HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
+		DiskReserve: uint64(f.diskReserve),
 	})
 	if err != nil {
 		httpLn.Close()
