@@ -6,7 +6,10 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"net"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -108,10 +111,20 @@ func (a *hclogAdapter) StandardWriter(*hclog.StandardLoggerOptions) io.Writer {
 type stdLogWriter struct {
 	l         *slog.Logger
 	component string
+	// refusals, when set, takes the lines about peers with another key or
+	// cluster name (gossipRefusals).
+	refusals *peerLog
 }
 
 func newStdLogger(l *slog.Logger, component string) *log.Logger {
 	return log.New(&stdLogWriter{l: l, component: component}, "", 0)
+}
+
+// newGossipLogger is memberlist's logger: like newStdLogger, but refusals of
+// peers with another key or name are rate-limited WARNs naming the peer.
+func newGossipLogger(l *slog.Logger) *log.Logger {
+	return log.New(&stdLogWriter{l: l, component: "memberlist",
+		refusals: newPeerLog(l.With("component", "memberlist"), peerLogInterval)}, "", 0)
 }
 
 func (w *stdLogWriter) Write(p []byte) (int, error) {
@@ -130,6 +143,108 @@ func (w *stdLogWriter) Write(p []byte) (int, error) {
 	if c, rest, ok := strings.Cut(msg, ": "); ok && !strings.Contains(c, " ") {
 		msg = rest
 	}
+	if w.refusals != nil {
+		for _, s := range gossipRefusals {
+			if strings.Contains(msg, s) {
+				w.refusals.warn(gossipFrom(msg), "refused gossip from a node with another --cluster-key or --cluster-name", "error", msg)
+				return len(p), nil
+			}
+		}
+	}
 	w.l.Log(context.Background(), level, msg, "component", w.component)
 	return len(p), nil
+}
+
+// peerLogInterval is how often at most a refused peer is logged, per address.
+const peerLogInterval = time.Minute
+
+// peerLog logs refusals of peers (another cluster key or name, a plaintext
+// or foreign-CA connection) at WARN, at most once per interval per peer
+// host, with how many were suppressed since. A node with another key retries
+// every second; logging each attempt as an ERROR buried everything else and
+// alarmed for what is a misconfigured peer, not a fault of this node.
+type peerLog struct {
+	logger *slog.Logger
+	every  time.Duration
+	now    func() time.Time
+
+	mu   sync.Mutex
+	last map[string]*peerLogEntry
+}
+
+type peerLogEntry struct {
+	at         time.Time
+	suppressed int
+}
+
+// maxPeerLogEntries bounds the table: a scan from many addresses must not
+// grow it without limit.
+const maxPeerLogEntries = 1024
+
+func newPeerLog(l *slog.Logger, every time.Duration) *peerLog {
+	return &peerLog{logger: l, every: every, now: time.Now, last: map[string]*peerLogEntry{}}
+}
+
+// warn logs msg for the peer at addr (host:port) unless its host was logged
+// within the interval.
+func (p *peerLog) warn(addr, msg string, args ...any) {
+	host := addr
+	if h, _, err := net.SplitHostPort(addr); err == nil {
+		host = h
+	}
+	now := p.now()
+	p.mu.Lock()
+	e := p.last[host]
+	if e != nil && now.Sub(e.at) < p.every {
+		e.suppressed++
+		p.mu.Unlock()
+		return
+	}
+	suppressed := 0
+	if e != nil {
+		suppressed = e.suppressed
+	}
+	if len(p.last) >= maxPeerLogEntries {
+		for k, v := range p.last {
+			if now.Sub(v.at) >= p.every {
+				delete(p.last, k)
+			}
+		}
+		if len(p.last) >= maxPeerLogEntries {
+			p.mu.Unlock()
+			return // a flood from many hosts: stay quiet rather than grow
+		}
+	}
+	p.last[host] = &peerLogEntry{at: now}
+	p.mu.Unlock()
+	all := append([]any{"remote", addr}, args...)
+	if suppressed > 0 {
+		all = append(all, "suppressed", suppressed, "suppressed_over", p.every.String())
+	}
+	p.logger.Warn(msg, all...)
+}
+
+// gossipRefusals are memberlist's messages about a peer it could not read
+// because it has another cluster key or cluster name (label). memberlist
+// logs each at ERROR; they are routed through a peerLog instead.
+var gossipRefusals = []string{
+	"No installed keys could decrypt",
+	"Decrypt packet failed",
+	"unacceptable label",
+	"failed to receive and remove the stream label header",
+	"message is not encrypted", "Message is not encrypted",
+	"Encryption is configured but remote state is not encrypted",
+}
+
+// gossipFrom extracts the peer address memberlist appends as "from=addr".
+func gossipFrom(msg string) string {
+	i := strings.LastIndex(msg, "from=")
+	if i < 0 {
+		return ""
+	}
+	rest := msg[i+len("from="):]
+	if j := strings.IndexAny(rest, " \t"); j >= 0 {
+		rest = rest[:j]
+	}
+	return rest
 }
