@@ -25,7 +25,9 @@ type testNode struct {
 	legacy               bool // plays a node of the version before TLS
 	expect               int
 	join                 []string
-	c                    *Cluster
+	// logger, when set, replaces the test logger (tests that read logs).
+	logger *slog.Logger
+	c      *Cluster
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -37,11 +39,15 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func (n *testNode) start(t *testing.T) {
 	t.Helper()
+	logger := n.logger
+	if logger == nil {
+		logger = testLogger(t).With("node_id", n.id)
+	}
 	c, err := New(Config{
 		NodeID: n.id, DataDir: n.dir,
 		RaftAddr: n.raftAddr, GossipAddr: n.gossipAddr, HTTPAddr: "127.0.0.1:0",
 		Join: n.join, BootstrapExpect: n.expect, ClusterName: "test", ClusterKey: n.key, TLSMode: n.tlsMode, legacyPlaintext: n.legacy, Version: "test",
-		Logger: testLogger(t).With("node_id", n.id), FSM: fsm.New(testLogger(t)),
+		Logger: logger, FSM: fsm.New(testLogger(t)),
 		ApplyTimeout: 5 * time.Second, ReconcileInterval: 300 * time.Millisecond,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,

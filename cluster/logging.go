@@ -144,8 +144,9 @@ func (w *stdLogWriter) Write(p []byte) (int, error) {
 		msg = rest
 	}
 	if w.refusals != nil {
+		lower := strings.ToLower(msg)
 		for _, s := range gossipRefusals {
-			if strings.Contains(msg, s) {
+			if strings.Contains(lower, s) {
 				w.refusals.warn(gossipFrom(msg), "refused gossip from a node with another --cluster-key or --cluster-name", "error", msg)
 				return len(p), nil
 			}
@@ -227,13 +228,14 @@ func (p *peerLog) warn(addr, msg string, args ...any) {
 // gossipRefusals are memberlist's messages about a peer it could not read
 // because it has another cluster key or cluster name (label). memberlist
 // logs each at ERROR; they are routed through a peerLog instead.
+// Lower case: they are matched against the lowered message.
 var gossipRefusals = []string{
-	"No installed keys could decrypt",
-	"Decrypt packet failed",
+	"no installed keys could decrypt",
+	"decrypt packet failed",
 	"unacceptable label",
 	"failed to receive and remove the stream label header",
-	"message is not encrypted", "Message is not encrypted",
-	"Encryption is configured but remote state is not encrypted",
+	"message is not encrypted",
+	"remote state is not encrypted",
 }
 
 // gossipFrom extracts the peer address memberlist appends as "from=addr".
