@@ -3,6 +3,7 @@ package cluster
 import (
 	"bytes"
 	"context"
+	"errors"
 	"io"
 	"log"
 	"log/slog"
@@ -12,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+	"github.com/hashicorp/raft"
 )
 
 // hclogAdapter lets hashicorp/raft log through our slog.Logger so that every
@@ -20,10 +22,16 @@ type hclogAdapter struct {
 	l    *slog.Logger
 	name string
 	args []any
+	// refusals takes raft's errors caused by a peer that refused us (ErrAuth:
+	// another key or name, or TLS against an old node): raft repeats them
+	// on every heartbeat and retry.
+	refusals *peerLog
 }
 
 func newHCLog(l *slog.Logger, name string) hclog.Logger {
-	return &hclogAdapter{l: l, name: name}
+	refusals := newPeerLog(l.With("component", name), peerLogInterval)
+	refusals.byAddr = true
+	return &hclogAdapter{l: l, name: name, refusals: refusals}
 }
 
 func hclogToSlog(level hclog.Level) slog.Level {
@@ -40,6 +48,12 @@ func hclogToSlog(level hclog.Level) slog.Level {
 }
 
 func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
+	if level >= hclog.Warn {
+		if peer, ok := authRefusal(args); ok {
+			a.refusals.warn(peer, msg, append(append([]any{}, a.args...), args...)...)
+			return
+		}
+	}
 	lvl := hclogToSlog(level)
 	if !a.l.Enabled(context.Background(), lvl) {
 		return
@@ -49,6 +63,24 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	all = append(all, a.args...)
 	all = append(all, args...)
 	a.l.Log(context.Background(), lvl, msg, all...)
+}
+
+// authRefusal reports whether raft's log arguments carry an error wrapping
+// ErrAuth, and the peer's address if they name one.
+func authRefusal(args []any) (string, bool) {
+	refused := false
+	peer := ""
+	for i := 0; i+1 < len(args); i += 2 {
+		switch v := args[i+1].(type) {
+		case error:
+			refused = refused || errors.Is(v, ErrAuth)
+		case raft.Server:
+			peer = string(v.Address)
+		case raft.ServerAddress:
+			peer = string(v)
+		}
+	}
+	return peer, refused
 }
 
 func (a *hclogAdapter) Trace(msg string, args ...any) { a.Log(hclog.Trace, msg, args...) }
@@ -67,7 +99,7 @@ func (a *hclogAdapter) ImpliedArgs() []any        { return a.args }
 func (a *hclogAdapter) Name() string              { return a.name }
 
 func (a *hclogAdapter) With(args ...any) hclog.Logger {
-	return &hclogAdapter{l: a.l, name: a.name, args: append(append([]any{}, a.args...), args...)}
+	return &hclogAdapter{l: a.l, name: a.name, args: append(append([]any{}, a.args...), args...), refusals: a.refusals}
 }
 
 func (a *hclogAdapter) Named(name string) hclog.Logger {
@@ -75,11 +107,11 @@ func (a *hclogAdapter) Named(name string) hclog.Logger {
 	if a.name != "" {
 		n = a.name + "." + name
 	}
-	return &hclogAdapter{l: a.l, name: n, args: a.args}
+	return &hclogAdapter{l: a.l, name: n, args: a.args, refusals: a.refusals}
 }
 
 func (a *hclogAdapter) ResetNamed(name string) hclog.Logger {
-	return &hclogAdapter{l: a.l, name: name, args: a.args}
+	return &hclogAdapter{l: a.l, name: name, args: a.args, refusals: a.refusals}
 }
 
 // SetLevel is ignored: the level is the process-wide slog level.
@@ -168,6 +200,10 @@ type peerLog struct {
 	logger *slog.Logger
 	every  time.Duration
 	now    func() time.Time
+	// byAddr keys peers by their whole address rather than the host: for
+	// addresses we dial (Raft's), whose ports are stable, unlike the source
+	// ports of connections we accept.
+	byAddr bool
 
 	mu   sync.Mutex
 	last map[string]*peerLogEntry
@@ -190,7 +226,7 @@ func newPeerLog(l *slog.Logger, every time.Duration) *peerLog {
 // within the interval.
 func (p *peerLog) warn(addr, msg string, args ...any) {
 	host := addr
-	if h, _, err := net.SplitHostPort(addr); err == nil {
+	if h, _, err := net.SplitHostPort(addr); err == nil && !p.byAddr {
 		host = h
 	}
 	now := p.now()
