@@ -55,6 +55,9 @@ type Config struct {
 	ClusterKey string
 	// TLSMode is the Raft port's TLS mode (ParseTLSMode; empty means on).
 	TLSMode string
+	// TLSFiles, when set, replace the CA derived from the key by the
+	// operator's certificates (the key's handshake still runs inside).
+	TLSFiles TLSFiles
 	Version string
 
 	// legacyPlaintext makes the node speak the Raft port's protocol of the
@@ -238,7 +241,7 @@ func (c *Cluster) openRaft() error {
 	}
 	tr, err := newMuxTransport(transportConfig{
 		Bind: c.cfg.RaftAddr, Advertise: c.cfg.AdvertiseRaftAddr,
-		ClusterKey: c.cfg.ClusterKey, ClusterName: c.cfg.ClusterName, NodeID: c.cfg.NodeID,
+		ClusterKey: c.cfg.ClusterKey, ClusterName: c.cfg.ClusterName, NodeID: c.cfg.NodeID, TLSFiles: c.cfg.TLSFiles,
 		Mode: TLSMode(c.cfg.TLSMode), Legacy: c.cfg.legacyPlaintext, Logger: c.logger,
 	})
 	if err != nil {

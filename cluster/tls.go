@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"math/big"
+	"os"
 	"time"
 )
 
@@ -134,19 +135,83 @@ func nodeCert(ca *x509.Certificate, caKey ed25519.PrivateKey, nodeID string, now
 	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: priv, Leaf: leaf}, nil
 }
 
-// transportTLS returns the server and client configurations of the Raft
-// port for a node of the cluster with this key and name.
-func transportTLS(clusterKey, clusterName, nodeID string) (server, client *tls.Config, err error) {
-	ca, caKey, err := clusterCA(clusterKey, clusterName)
-	if err != nil {
-		return nil, nil, err
+// TLSFiles are operator-made certificates for the Raft port, used instead of
+// the derived CA when set (all three or none): PEM files of the CA
+// certificate(s) that sign the nodes' certificates, of this node's
+// certificate (and any intermediates), and of its private key.
+type TLSFiles struct {
+	CAFile, CertFile, KeyFile string
+}
+
+// ErrTLSFiles: the TLS files are incomplete or unreadable.
+var ErrTLSFiles = errors.New("--tls-ca-file, --tls-cert-file and --tls-key-file: give all three or none")
+
+// Validate reads and checks the files (when any is set) without using
+// them, so that the agent can refuse bad ones before it writes anything.
+func (f TLSFiles) Validate() error {
+	if !f.set() {
+		return nil
 	}
-	leaf, err := nodeCert(ca, caKey, nodeID, time.Now())
+	_, _, err := f.load()
+	return err
+}
+
+func (f TLSFiles) set() bool { return f.CAFile != "" || f.CertFile != "" || f.KeyFile != "" }
+
+// load reads the files: the trust pool and this node's certificate.
+func (f TLSFiles) load() (*x509.CertPool, tls.Certificate, error) {
+	if f.CAFile == "" || f.CertFile == "" || f.KeyFile == "" {
+		return nil, tls.Certificate{}, ErrTLSFiles
+	}
+	pem, err := os.ReadFile(f.CAFile)
 	if err != nil {
-		return nil, nil, err
+		return nil, tls.Certificate{}, fmt.Errorf("--tls-ca-file: %w", err)
 	}
 	pool := x509.NewCertPool()
-	pool.AddCert(ca)
+	if !pool.AppendCertsFromPEM(pem) {
+		return nil, tls.Certificate{}, fmt.Errorf("--tls-ca-file %s: no PEM certificate in it", f.CAFile)
+	}
+	leaf, err := tls.LoadX509KeyPair(f.CertFile, f.KeyFile)
+	if err != nil {
+		return nil, tls.Certificate{}, fmt.Errorf("--tls-cert-file/--tls-key-file: %w", err)
+	}
+	// Refuse at start what every peer would refuse: a certificate that
+	// this CA did not sign, or that cannot serve both ends of a connection.
+	inter := x509.NewCertPool()
+	for _, der := range leaf.Certificate[1:] {
+		if c, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(c)
+		}
+	}
+	for _, usage := range []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth} {
+		if _, err := leaf.Leaf.Verify(x509.VerifyOptions{Roots: pool, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{usage}}); err != nil {
+			return nil, tls.Certificate{}, fmt.Errorf("--tls-cert-file %s: not valid for both server and client auth under --tls-ca-file: %w", f.CertFile, err)
+		}
+	}
+	return pool, leaf, nil
+}
+
+// transportTLS returns the server and client configurations of the Raft
+// port for a node of the cluster with this key and name: the derived CA and
+// a fresh leaf, or the operator's files when set.
+func transportTLS(clusterKey, clusterName, nodeID string, files TLSFiles) (server, client *tls.Config, err error) {
+	var pool *x509.CertPool
+	var leaf tls.Certificate
+	if files.set() {
+		if pool, leaf, err = files.load(); err != nil {
+			return nil, nil, err
+		}
+	} else {
+		ca, caKey, err := clusterCA(clusterKey, clusterName)
+		if err != nil {
+			return nil, nil, err
+		}
+		if leaf, err = nodeCert(ca, caKey, nodeID, time.Now()); err != nil {
+			return nil, nil, err
+		}
+		pool = x509.NewCertPool()
+		pool.AddCert(ca)
+	}
 	server = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{leaf},
@@ -156,10 +221,10 @@ func transportTLS(clusterKey, clusterName, nodeID string) (server, client *tls.C
 	client = &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{leaf},
-		// Peers are dialled by address and a certificate names no address
-		// (addresses change, the cluster key does not), so the chain is
-		// verified here instead of by host name: trusted means signed by
-		// this cluster's CA.
+		// Peers are dialled by address and a derived certificate names no
+		// address (addresses change, the cluster key does not), so the chain
+		// is verified here instead of by host name: trusted means signed by
+		// this cluster's CA (as Consul without verify_server_hostname).
 		InsecureSkipVerify: true,
 		VerifyConnection:   verifyChain(pool, x509.ExtKeyUsageServerAuth),
 	}

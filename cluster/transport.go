@@ -98,6 +98,7 @@ type transportConfig struct {
 	ClusterKey      string
 	ClusterName     string
 	NodeID          string
+	TLSFiles        TLSFiles
 	Mode            TLSMode
 	Legacy          bool
 	Logger          *slog.Logger
@@ -130,7 +131,7 @@ func newMuxTransport(cfg transportConfig) (*muxTransport, error) {
 	var serverTLS, clientTLS *tls.Config
 	if !cfg.Legacy {
 		var err error
-		if serverTLS, clientTLS, err = transportTLS(cfg.ClusterKey, cfg.ClusterName, cfg.NodeID); err != nil {
+		if serverTLS, clientTLS, err = transportTLS(cfg.ClusterKey, cfg.ClusterName, cfg.NodeID, cfg.TLSFiles); err != nil {
 			return nil, err
 		}
 	}

@@ -114,7 +114,7 @@ func TestTransportRefusesOtherKeyOrName(t *testing.T) {
 // adds over the handshake alone.
 func TestTransportRefusesCertificateOfAnotherCA(t *testing.T) {
 	key, other := testKey(t), testKey(t)
-	foreignServer, foreignClient, err := transportTLS(other, "prod", "mallory")
+	foreignServer, foreignClient, err := transportTLS(other, "prod", "mallory", TLSFiles{})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -100,8 +100,8 @@ func TestAgentFilesArePrivate(t *testing.T) {
 }
 
 // TestAgentRefusesClusterWithoutKey: an agent that would bootstrap with
-// others or join, without a key or with a weak one, stops before it writes
-// anything.
+// others or join, without a key or with a weak one (or with a bad TLS
+// setting), stops before it writes anything.
 func TestAgentRefusesClusterWithoutKey(t *testing.T) {
 	old := restrictFileModes()
 	defer syscall.Umask(old)
@@ -114,6 +114,7 @@ func TestAgentRefusesClusterWithoutKey(t *testing.T) {
 		{[]string{"--cluster-key", "test-key"}, cluster.ErrWeakClusterKey},
 		{[]string{"--cluster-key", "e2e-key-" + strings.Repeat("z", 12), "--bootstrap-expect", "3"}, cluster.ErrWeakClusterKey},
 		{[]string{"--tls-mode", "off"}, cluster.ErrTLSMode},
+		{[]string{"--tls-ca-file", "/nonexistent/ca.pem"}, cluster.ErrTLSFiles},
 	}
 	for _, tt := range cases {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
