@@ -58,7 +58,7 @@ type Config struct {
 	// TLSFiles, when set, replace the CA derived from the key by the
 	// operator's certificates (the key's handshake still runs inside).
 	TLSFiles TLSFiles
-	Version string
+	Version  string
 
 	// legacyPlaintext makes the node speak the Raft port's protocol of the
 	// versions before TLS (plaintext handshake only): tests of the rolling
