@@ -63,7 +63,7 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Var(&f.join, "join", "gossip address(es) of existing nodes, comma-separated")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", -1, "form a new cluster once this many servers see each other (default: 1 without --join, else 0 = join only)")
 	fs.StringVar(&f.clusterName, "cluster-name", "chime", "cluster name; nodes of other clusters are refused")
-	fs.StringVar(&f.clusterKey, "cluster-key", "", "shared secret, at least 32 random bytes in hex or base64 (`chime keygen` makes one): encrypts gossip, authenticates internal calls and derives the Raft port's TLS certificates; the same on every node. Required for more than one node; a single node without it makes one and keeps it in the data dir")
+	fs.StringVar(&f.clusterKey, "cluster-key", "", "shared secret, at least 32 random bytes in hex or base64 (chime keygen makes one): encrypts gossip, authenticates internal calls and derives the Raft port's TLS certificates; the same on every node. Required for more than one node; a single node without it makes one and keeps it in the data dir")
 	fs.StringVar(&f.tlsFiles.CAFile, "tls-ca-file", "", "PEM file of the CA certificate(s) that sign the nodes' Raft-port certificates (default: a CA derived from --cluster-key; all three --tls-*-file or none)")
 	fs.StringVar(&f.tlsFiles.CertFile, "tls-cert-file", "", "PEM file of this node's Raft-port certificate, valid for server and client auth under --tls-ca-file")
 	fs.StringVar(&f.tlsFiles.KeyFile, "tls-key-file", "", "PEM file of the private key of --tls-cert-file")
