@@ -77,7 +77,7 @@ type muxTransport struct {
 	// tests of the rolling upgrade, never by configuration.
 	legacy               bool
 	serverTLS, clientTLS *tls.Config
-	// refusals logs refused peers at most once a minute per address.
+	// refusals logs refused peers at most once a minute per host.
 	refusals *peerLog
 
 	plainMu sync.Mutex
