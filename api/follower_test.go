@@ -69,7 +69,7 @@ func startAPICluster(tb testing.TB, size int) []*apiNode {
 		c, err := cluster.New(cluster.Config{
 			NodeID: n.id, DataDir: tb.TempDir(), RaftAddr: loopback.FreeAddr(tb), GossipAddr: gossip[i],
 			HTTPAddr: n.srv.Listener.Addr().String(), Join: join, BootstrapExpect: size,
-			ClusterName: "test", ClusterKey: "test-key", Version: "test", Logger: logger, FSM: fsm.New(logger),
+			ClusterName: "test", ClusterKey: "99a271fe24126c162e6375a8ff19a25510b27b69c891dabd68410a5965677624", Version: "test", Logger: logger, FSM: fsm.New(logger),
 			ApplyTimeout: 5 * time.Second, ReconcileInterval: 300 * time.Millisecond,
 			HeartbeatTimeout: time.Second, ElectionTimeout: time.Second,
 			LeaderLeaseTimeout: 500 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,

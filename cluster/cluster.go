@@ -50,8 +50,21 @@ type Config struct {
 	Join            []string
 	BootstrapExpect int
 	ClusterName     string
-	ClusterKey      string
-	Version         string
+	// ClusterKey is the shared secret (ValidateKey). Empty is allowed only
+	// for a single node (BootstrapExpect <= 1, no Join), which then uses
+	// the key kept in its data dir, made on its first start.
+	ClusterKey string
+	// TLSMode is the Raft port's TLS mode (ParseTLSMode; empty means on).
+	TLSMode string
+	// TLSFiles, when set, replace the CA derived from the key by the
+	// operator's certificates (the key's handshake still runs inside).
+	TLSFiles TLSFiles
+	Version  string
+
+	// legacyPlaintext makes the node speak the Raft port's protocol of the
+	// versions before TLS (plaintext handshake only): tests of the rolling
+	// upgrade play an old node with it.
+	legacyPlaintext bool
 
 	Logger *slog.Logger
 	FSM    *fsm.FSM
@@ -184,6 +197,18 @@ func New(cfg Config) (*Cluster, error) {
 	if cfg.ReconcileInterval == 0 {
 		cfg.ReconcileInterval = 30 * time.Second
 	}
+	mode, err := ParseTLSMode(cfg.TLSMode)
+	if err != nil {
+		return nil, err
+	}
+	cfg.TLSMode = string(mode)
+	// Defense in depth: whatever the caller checked, no node runs on an
+	// empty or weak key (anyone could prove it and command the cluster).
+	key, err := resolveKey(cfg, cfg.Logger)
+	if err != nil {
+		return nil, err
+	}
+	cfg.ClusterKey = key
 	c := &Cluster{
 		cfg:          cfg,
 		logger:       cfg.Logger, // the caller's logger already carries node_id
@@ -210,6 +235,12 @@ func (c *Cluster) openRaft() error {
 		return fmt.Errorf("open raft log %s: %w", raftDir, err)
 	}
 	c.store = store
+	// raft makes its snapshot directories 0755 and files 0644 (less the
+	// umask); the agent's umask (077) narrows those, and this directory,
+	// made here first, keeps them unreachable for anyone else regardless.
+	if err := os.MkdirAll(filepath.Join(raftDir, "snapshots"), 0o700); err != nil {
+		return fmt.Errorf("create snapshot dir: %w", err)
+	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(raftDir, 2, newHCLog(c.logger, "raft-snapshots"))
 	if err != nil {
 		return fmt.Errorf("open snapshot store: %w", err)
@@ -226,7 +257,11 @@ func (c *Cluster) openRaft() error {
 	c.disk.check()
 	logs := guardedLogs{LogStore: cache, g: c.disk}
 	stable := guardedStable{StableStore: store, g: c.disk, stop: c.shutdownCh}
-	tr, err := newMuxTransport(c.cfg.RaftAddr, c.cfg.AdvertiseRaftAddr, c.cfg.ClusterKey, c.cfg.ClusterName, c.logger)
+	tr, err := newMuxTransport(transportConfig{
+		Bind: c.cfg.RaftAddr, Advertise: c.cfg.AdvertiseRaftAddr,
+		ClusterKey: c.cfg.ClusterKey, ClusterName: c.cfg.ClusterName, NodeID: c.cfg.NodeID, TLSFiles: c.cfg.TLSFiles,
+		Mode: TLSMode(c.cfg.TLSMode), Legacy: c.cfg.legacyPlaintext, Logger: c.logger,
+	})
 	if err != nil {
 		return err
 	}

@@ -9,11 +9,23 @@
 // LeaderHook interface, wired by cmd/chime.
 //
 // Key decisions:
-//   - One port for Raft and internal RPC. Each TCP connection begins with a
-//     mutual HMAC challenge-response over the cluster key and name, then a
-//     purpose byte routes it to Raft or to an internal HTTP/1.1 server. The
-//     forwarding client is a plain net/http client dialing through that
-//     handshake: pooling, keep-alive and deadlines come for free.
+//   - The cluster key is the one root of trust and is never weak (keys.go):
+//     at least 32 random-looking bytes; a single node without one makes one
+//     and keeps it in its data dir (0600); a node with peers refuses to
+//     start without one. New re-checks this whatever its caller did.
+//   - One port for Raft and internal RPC, under mutual TLS 1.3 (tls.go).
+//     The CA is derived from the cluster key and name, identically on every
+//     node, and each node signs a fresh leaf at start: TLS is on everywhere
+//     with nothing to configure, and who can join is still exactly who holds
+//     the key. Inside TLS each connection runs a mutual HMAC
+//     challenge-response over the key and name, then a purpose byte routes
+//     it to Raft or to an internal HTTP/1.1 server. The forwarding client is
+//     a plain net/http client dialing through that: pooling, keep-alive and
+//     deadlines come for free. TLSUpgrade also speaks the plaintext protocol
+//     of versions before TLS, for the two-step rolling upgrade.
+//   - Refused peers (another key, name or CA) are logged at WARN, once a
+//     minute per host: a misconfigured node retrying every second must not
+//     flood its peers' logs with ERRORs (memberlist's included).
 //   - Apply waits for the local FSM to reach the write's index before it
 //     returns: read-your-writes on the node that took the request.
 //   - Concurrent writes are coalesced: a follower forwards them in one RPC,

@@ -21,9 +21,13 @@ type testNode struct {
 	dir                  string
 	raftAddr, gossipAddr string
 	key                  string
+	tlsMode              string
+	legacy               bool // plays a node of the version before TLS
 	expect               int
 	join                 []string
-	c                    *Cluster
+	// logger, when set, replaces the test logger (tests that read logs).
+	logger *slog.Logger
+	c      *Cluster
 }
 
 func testLogger(t *testing.T) *slog.Logger {
@@ -35,11 +39,15 @@ func testLogger(t *testing.T) *slog.Logger {
 
 func (n *testNode) start(t *testing.T) {
 	t.Helper()
+	logger := n.logger
+	if logger == nil {
+		logger = testLogger(t).With("node_id", n.id)
+	}
 	c, err := New(Config{
 		NodeID: n.id, DataDir: n.dir,
 		RaftAddr: n.raftAddr, GossipAddr: n.gossipAddr, HTTPAddr: "127.0.0.1:0",
-		Join: n.join, BootstrapExpect: n.expect, ClusterName: "test", ClusterKey: n.key, Version: "test",
-		Logger: testLogger(t).With("node_id", n.id), FSM: fsm.New(testLogger(t)),
+		Join: n.join, BootstrapExpect: n.expect, ClusterName: "test", ClusterKey: n.key, TLSMode: n.tlsMode, legacyPlaintext: n.legacy, Version: "test",
+		Logger: logger, FSM: fsm.New(testLogger(t)),
 		ApplyTimeout: 5 * time.Second, ReconcileInterval: 300 * time.Millisecond,
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
@@ -60,18 +68,36 @@ type testCluster struct {
 	nodes []*testNode
 }
 
+// testKey is a fresh valid cluster key.
+func testKey(t testing.TB) string {
+	t.Helper()
+	k, err := KeyGen()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return k
+}
+
 // newTestCluster starts size nodes that bootstrap together, and stops every
 // one of them when the test ends.
 func newTestCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, size, nil)
+}
+
+// newTestClusterWith is newTestCluster with a hook that may change each
+// node (its TLS mode, say) before it starts.
+func newTestClusterWith(t *testing.T, size int, setup func(n *testNode)) *testCluster {
+	t.Helper()
 	tc := &testCluster{t: t}
+	key := testKey(t)
 	for i := range size {
 		tc.nodes = append(tc.nodes, &testNode{
 			id:         fmt.Sprintf("n%d", i+1),
 			dir:        t.TempDir(),
 			raftAddr:   fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(t)),
 			gossipAddr: fmt.Sprintf("127.0.0.1:%d", loopback.FreePort(t)),
-			key:        "test-key",
+			key:        key,
 			expect:     size,
 		})
 	}
@@ -82,6 +108,9 @@ func newTestCluster(t *testing.T, size int) *testCluster {
 			if o != n {
 				n.join = append(n.join, o.gossipAddr)
 			}
+		}
+		if setup != nil {
+			setup(n)
 		}
 		n.start(t)
 	}

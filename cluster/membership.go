@@ -115,14 +115,13 @@ func newMembership(cfg membershipConfig) (*membership, error) {
 		return nil, fmt.Errorf("gossip address %s binds every interface: set --advertise-gossip-addr", cfg.Bind)
 	}
 	mc.Label = "chime/" + cfg.ClusterName
-	if cfg.ClusterKey != "" {
-		mc.SecretKey = gossipKey(cfg.ClusterKey)
-		mc.GossipVerifyIncoming = true
-		mc.GossipVerifyOutgoing = true
-	}
+	// cluster.New never gets here without a valid key (keys.go).
+	mc.SecretKey = gossipKey(cfg.ClusterKey)
+	mc.GossipVerifyIncoming = true
+	mc.GossipVerifyOutgoing = true
 	mc.Delegate = &gossipDelegate{m: m}
 	mc.Events = &gossipEvents{m: m}
-	mc.Logger = newStdLogger(cfg.Logger, "memberlist")
+	mc.Logger = newGossipLogger(cfg.Logger)
 	if cfg.ProbeInterval > 0 {
 		mc.ProbeInterval = cfg.ProbeInterval
 	}

@@ -1,16 +1,20 @@
 package cluster
 
 import (
+	"bufio"
 	"context"
 	"crypto/hmac"
 	"crypto/rand"
 	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -18,10 +22,13 @@ import (
 
 // The Raft port carries two kinds of internal streams: Raft's own RPCs and the
 // forwarding RPCs (writes, read barriers, operator calls) that followers send
-// to the leader. Every connection starts with a mutual challenge-response
-// proving both ends hold the cluster key and share the cluster name, so a
-// process of another cluster (or anyone else) can neither inject Raft traffic
-// nor forward writes. The key itself never crosses the wire.
+// to the leader. Every connection is mutual TLS 1.3 with certificates of the
+// cluster's derived CA (tls.go), which gives confidentiality and integrity;
+// inside it a mutual challenge-response proves both ends hold the cluster key
+// and share the cluster name, so a process of another cluster (or anyone
+// else) can neither inject Raft traffic nor forward writes. The key itself
+// never crosses the wire. (Versions before TLS ran the challenge-response in
+// plaintext; --tls-mode upgrade still accepts and dials that.)
 //
 //	client → server  "CHM1" purpose(1) clientNonce(16) nameLen(1) name
 //	server → client  serverNonce(16) HMAC(k, "s"|cN|sN|name)
@@ -41,9 +48,7 @@ var ErrAuth = errors.New("cluster authentication failed: the peer has another --
 // cluster key. It is separate from the gossip encryption key so that one
 // leaking does not give the other.
 func authKey(clusterKey string) []byte {
-	m := hmac.New(sha256.New, []byte(clusterKey))
-	m.Write([]byte("chime-internal-auth-v1"))
-	return m.Sum(nil)
+	return deriveKey(clusterKey, "chime-internal-auth-v1")
 }
 
 func handshakeMAC(key []byte, role byte, cn, sn []byte, name string, purpose byte) []byte {
@@ -67,6 +72,20 @@ type muxTransport struct {
 	name      string
 	logger    *slog.Logger
 
+	mode TLSMode
+	// legacy plays a node of the version before TLS (plaintext only); set by
+	// tests of the rolling upgrade, never by configuration.
+	legacy               bool
+	serverTLS, clientTLS *tls.Config
+	// refusals logs refused peers at most once a minute per host.
+	refusals *peerLog
+
+	plainMu sync.Mutex
+	// plainPeers (upgrade mode) are the addresses that closed the
+	// connection on our TLS hello, as a version before TLS does, and until
+	// when to dial them in plaintext first.
+	plainPeers map[string]time.Time
+
 	raftCh chan net.Conn
 	fwdCh  chan net.Conn
 
@@ -74,26 +93,70 @@ type muxTransport struct {
 	closed    chan struct{}
 }
 
-func newMuxTransport(bind string, advertise string, clusterKey, clusterName string, logger *slog.Logger) (*muxTransport, error) {
-	ln, err := net.Listen("tcp", bind)
+type transportConfig struct {
+	Bind, Advertise string
+	ClusterKey      string
+	ClusterName     string
+	NodeID          string
+	TLSFiles        TLSFiles
+	Mode            TLSMode
+	Legacy          bool
+	Logger          *slog.Logger
+}
+
+// plainPeerTTL is how long a peer that refused our TLS hello is dialled in
+// plaintext first before TLS is tried again (it may have been upgraded).
+const plainPeerTTL = 30 * time.Second
+
+// tlsRecordHandshake is the first byte of every TLS ClientHello; the
+// plaintext handshake starts with handshakeMagic ("C").
+const tlsRecordHandshake = 0x16
+
+var (
+	// errPeerClosed: the peer closed the connection on our handshake.
+	errPeerClosed = errors.New("the peer closed the connection")
+	// errClosedOnTLSHello: the peer closed the connection on our TLS hello,
+	// as a version without TLS does.
+	errClosedOnTLSHello = errors.New("the peer closed the connection on the TLS hello")
+	// errPlaintextRefused: a plaintext handshake reached a node in TLS
+	// mode on.
+	errPlaintextRefused = errors.New("plaintext connection refused (this node has --tls-mode on): the peer runs a version without TLS, or is not a chime node")
+)
+
+func newMuxTransport(cfg transportConfig) (*muxTransport, error) {
+	mode := cfg.Mode
+	if mode == "" {
+		mode = TLSOn
+	}
+	var serverTLS, clientTLS *tls.Config
+	if !cfg.Legacy {
+		var err error
+		if serverTLS, clientTLS, err = transportTLS(cfg.ClusterKey, cfg.ClusterName, cfg.NodeID, cfg.TLSFiles); err != nil {
+			return nil, err
+		}
+	}
+	ln, err := net.Listen("tcp", cfg.Bind)
 	if err != nil {
-		return nil, fmt.Errorf("listen on raft address %s: %w", bind, err)
+		return nil, fmt.Errorf("listen on raft address %s: %w", cfg.Bind, err)
 	}
 	var adv net.Addr = ln.Addr()
-	if advertise != "" {
-		a, err := net.ResolveTCPAddr("tcp", advertise)
+	if cfg.Advertise != "" {
+		a, err := net.ResolveTCPAddr("tcp", cfg.Advertise)
 		if err != nil {
 			ln.Close()
-			return nil, fmt.Errorf("advertise raft address %q: %w", advertise, err)
+			return nil, fmt.Errorf("advertise raft address %q: %w", cfg.Advertise, err)
 		}
 		adv = a
 	} else if tcp, ok := ln.Addr().(*net.TCPAddr); ok && tcp.IP.IsUnspecified() {
 		ln.Close()
-		return nil, fmt.Errorf("raft address %s binds every interface: set --advertise-raft-addr to an address the other nodes can reach", bind)
+		return nil, fmt.Errorf("raft address %s binds every interface: set --advertise-raft-addr to an address the other nodes can reach", cfg.Bind)
 	}
 	t := &muxTransport{
-		ln: ln, advertise: adv, key: authKey(clusterKey), name: clusterName, logger: logger,
-		raftCh: make(chan net.Conn), fwdCh: make(chan net.Conn), closed: make(chan struct{}),
+		ln: ln, advertise: adv, key: authKey(cfg.ClusterKey), name: cfg.ClusterName, logger: cfg.Logger,
+		mode: mode, legacy: cfg.Legacy, serverTLS: serverTLS, clientTLS: clientTLS,
+		refusals:   newPeerLog(cfg.Logger, peerLogInterval),
+		plainPeers: map[string]time.Time{},
+		raftCh:     make(chan net.Conn), fwdCh: make(chan net.Conn), closed: make(chan struct{}),
 	}
 	go t.acceptLoop()
 	return t, nil
@@ -121,23 +184,61 @@ func (t *muxTransport) acceptLoop() {
 
 func (t *muxTransport) serverHandshake(c net.Conn) {
 	_ = c.SetDeadline(time.Now().Add(handshakeTimeout))
-	purpose, err := t.verifyClient(c)
+	conn, purpose, err := t.acceptConn(c)
 	if err != nil {
-		t.logger.Warn("refused internal connection", "remote", c.RemoteAddr().String(), "error", err)
+		t.refusals.warn(c.RemoteAddr().String(), "refused internal connection", "error", err)
 		c.Close()
 		return
 	}
-	_ = c.SetDeadline(time.Time{})
+	_ = conn.SetDeadline(time.Time{})
 	ch := t.raftCh
 	if purpose == purposeForward {
 		ch = t.fwdCh
 	}
 	select {
-	case ch <- c:
+	case ch <- conn:
 	case <-t.closed:
-		c.Close()
+		conn.Close()
 	}
 }
+
+// acceptConn runs the server side of the handshake: TLS (sniffed from the
+// first byte) unless this node plays the version before TLS, then the HMAC
+// handshake inside it.
+func (t *muxTransport) acceptConn(c net.Conn) (net.Conn, byte, error) {
+	if t.legacy {
+		p, err := t.verifyClient(c)
+		return c, p, err
+	}
+	br := bufio.NewReader(c)
+	first, err := br.Peek(1)
+	if err != nil {
+		return nil, 0, fmt.Errorf("read hello: %w", err)
+	}
+	pc := &peekedConn{Conn: c, r: br}
+	var conn net.Conn = pc
+	switch {
+	case first[0] == tlsRecordHandshake:
+		tc := tls.Server(pc, t.serverTLS)
+		if err := tc.Handshake(); err != nil {
+			return nil, 0, fmt.Errorf("%w: TLS: %v", ErrAuth, err)
+		}
+		conn = tc
+	case t.mode != TLSUpgrade:
+		return nil, 0, errPlaintextRefused
+	}
+	p, err := t.verifyClient(conn)
+	return conn, p, err
+}
+
+// peekedConn is a connection whose first bytes were read ahead to tell TLS
+// from plaintext.
+type peekedConn struct {
+	net.Conn
+	r *bufio.Reader
+}
+
+func (c *peekedConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 func (t *muxTransport) verifyClient(c net.Conn) (byte, error) {
 	hdr := make([]byte, len(handshakeMagic)+1+nonceLen+1)
@@ -176,10 +277,51 @@ func (t *muxTransport) verifyClient(c net.Conn) (byte, error) {
 	return purpose, nil
 }
 
-// dial opens an authenticated stream of the given purpose to a peer.
+// dial opens an authenticated stream of the given purpose to a peer: mutual
+// TLS, then the HMAC handshake inside it. In upgrade mode a peer that closes
+// the connection on the TLS hello is dialled again in plaintext.
 func (t *muxTransport) dial(ctx context.Context, addr string, purpose byte) (net.Conn, error) {
+	if t.legacy {
+		return t.dialWith(ctx, addr, purpose, false)
+	}
+	plainFirst := t.mode == TLSUpgrade && t.isPlainPeer(addr)
+	if plainFirst {
+		c, err := t.dialWith(ctx, addr, purpose, false)
+		if err == nil || !errors.Is(err, errPeerClosed) {
+			return c, err
+		}
+		// It closed on our plaintext hello: it was upgraded meanwhile.
+		t.setPlainPeer(addr, false)
+	}
+	c, err := t.dialWith(ctx, addr, purpose, true)
+	if err != nil && t.mode == TLSUpgrade && !plainFirst && errors.Is(err, errClosedOnTLSHello) {
+		t.logger.Info("peer closed the connection on the TLS hello; speaking plaintext to it (--tls-mode upgrade)", "raft_addr", addr)
+		t.setPlainPeer(addr, true)
+		return t.dialWith(ctx, addr, purpose, false)
+	}
+	return c, err
+}
+
+func (t *muxTransport) isPlainPeer(addr string) bool {
+	t.plainMu.Lock()
+	defer t.plainMu.Unlock()
+	until, ok := t.plainPeers[addr]
+	return ok && time.Now().Before(until)
+}
+
+func (t *muxTransport) setPlainPeer(addr string, plain bool) {
+	t.plainMu.Lock()
+	defer t.plainMu.Unlock()
+	if plain {
+		t.plainPeers[addr] = time.Now().Add(plainPeerTTL)
+	} else {
+		delete(t.plainPeers, addr)
+	}
+}
+
+func (t *muxTransport) dialWith(ctx context.Context, addr string, purpose byte, useTLS bool) (net.Conn, error) {
 	d := net.Dialer{}
-	c, err := d.DialContext(ctx, "tcp", addr)
+	raw, err := d.DialContext(ctx, "tcp", addr)
 	if err != nil {
 		return nil, err
 	}
@@ -187,13 +329,48 @@ func (t *muxTransport) dial(ctx context.Context, addr string, purpose byte) (net
 	if dl, ok := ctx.Deadline(); ok && dl.Before(deadline) {
 		deadline = dl
 	}
-	_ = c.SetDeadline(deadline)
+	_ = raw.SetDeadline(deadline)
+	c := raw
+	if useTLS {
+		tc := tls.Client(raw, t.clientTLS)
+		if err := tc.HandshakeContext(ctx); err != nil {
+			raw.Close()
+			if peerClosed(err) {
+				return nil, fmt.Errorf("connect to %s: %w (it may run a version without TLS: roll it with --tls-mode upgrade first)", addr, errClosedOnTLSHello)
+			}
+			if tlsRefusal(err) {
+				return nil, fmt.Errorf("connect to %s: %w: TLS: %v", addr, ErrAuth, err)
+			}
+			return nil, fmt.Errorf("connect to %s: TLS: %w", addr, err)
+		}
+		c = tc
+	}
 	if err := t.clientHandshake(c, purpose); err != nil {
 		c.Close()
 		return nil, fmt.Errorf("connect to %s: %w", addr, err)
 	}
 	_ = c.SetDeadline(time.Time{})
 	return c, nil
+}
+
+// tlsRefusal tells a TLS failure over certificates: theirs not of our CA,
+// or ours refused by them (an alert).
+func tlsRefusal(err error) bool {
+	var uae x509.UnknownAuthorityError
+	var cve *tls.CertificateVerificationError
+	var alert tls.AlertError
+	if errors.As(err, &uae) || errors.As(err, &cve) || errors.As(err, &alert) {
+		return true
+	}
+	// crypto/tls reports an alert from the peer as a net.OpError with this
+	// Op (its alert type is unexported).
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "remote error"
+}
+
+// peerClosed tells a connection closed or reset by the peer.
+func peerClosed(err error) bool {
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, syscall.ECONNRESET)
 }
 
 func (t *muxTransport) clientHandshake(c net.Conn, purpose byte) error {
@@ -208,13 +385,17 @@ func (t *muxTransport) clientHandshake(c net.Conn, purpose byte) error {
 	hello = append(hello, byte(len(t.name)))
 	hello = append(hello, t.name...)
 	if _, err := c.Write(hello); err != nil {
+		if peerClosed(err) || tlsRefusal(err) {
+			return fmt.Errorf("%w (%w: %v)", ErrAuth, errPeerClosed, err)
+		}
 		return err
 	}
 	reply := make([]byte, nonceLen+sha256.Size)
 	if _, err := io.ReadFull(c, reply); err != nil {
-		// The server closes the connection without a word when it refuses us.
-		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-			return ErrAuth
+		// The server closes the connection without a word when it refuses
+		// us; a TLS server that refused our certificate says so in an alert.
+		if peerClosed(err) || tlsRefusal(err) {
+			return fmt.Errorf("%w (%w: %v)", ErrAuth, errPeerClosed, err)
 		}
 		return err
 	}

@@ -3,6 +3,8 @@ package e2e
 import (
 	"bytes"
 	"context"
+	crand "crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -146,6 +148,17 @@ type procOpts struct {
 	clusterKey      string
 	bootstrapExpect int // 0: flag not given
 	extra           []string
+}
+
+// newClusterKey is a fresh cluster key (32 random bytes, hex), as
+// `chime keygen` or make up would make; weak keys are refused.
+func newClusterKey(t testing.TB) string {
+	t.Helper()
+	b := make([]byte, 32)
+	if _, err := crand.Read(b); err != nil {
+		t.Fatal(err)
+	}
+	return hex.EncodeToString(b)
 }
 
 // newProc allocates ports and a data dir; start it with start, or give its
@@ -402,7 +415,7 @@ func startCluster(t *testing.T, n int, extra ...string) *cluster {
 func startClusterWith(t *testing.T, n int, extra func(i int) []string) *cluster {
 	t.Helper()
 	needBinary(t)
-	c := &cluster{t: t, key: "e2e-key-" + strconv.FormatUint(rand.Uint64(), 36)}
+	c := &cluster{t: t, key: newClusterKey(t)}
 	for i := 1; i <= n; i++ {
 		c.procs = append(c.procs, newProc(t, procOpts{id: fmt.Sprintf("n%d", i), clusterKey: c.key, bootstrapExpect: n, extra: extra(i)}))
 	}

@@ -61,7 +61,7 @@ func TestWrongClusterKeyRefused(t *testing.T) {
 	waitReady(ctx, t, 30*time.Second, c.procs...)
 	leader, _ := waitLeader(ctx, t, 10*time.Second, c.procs, "")
 
-	intruder := newProc(t, procOpts{id: "intruder", clusterKey: c.key + "-wrong", bootstrapExpect: 3})
+	intruder := newProc(t, procOpts{id: "intruder", clusterKey: newClusterKey(t), bootstrapExpect: 3})
 	var joins []string
 	for _, p := range c.procs {
 		joins = append(joins, p.gossip)

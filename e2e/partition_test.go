@@ -122,7 +122,7 @@ func (n *partitionNet) healAll() {
 func startPartitionableCluster(t *testing.T, n int, extra ...string) (*cluster, *partitionNet) {
 	t.Helper()
 	needBinary(t)
-	c := &cluster{t: t, key: "e2e-key-" + strconv.FormatUint(uint64(time.Now().UnixNano()), 36)}
+	c := &cluster{t: t, key: newClusterKey(t)}
 	pn := &partitionNet{t: t, c: c, isolated: map[string]bool{}, conns: map[*proxyConn]bool{}, gossipBy: map[int]string{}}
 	type proxied struct{ raft, gossip string }
 	prox := make([]proxied, n)

@@ -3,7 +3,17 @@
 # Ctrl-C. Data goes to ./cluster-data/n{1,2,3}; HTTP APIs on 8710, 8720, 8730.
 set -euo pipefail
 bin=${1:-bin/chime}
-key=${CHIME_CLUSTER_KEY:-local-dev-cluster-key}
+# Nodes of several refuse to start without a strong shared key: unless
+# CHIME_CLUSTER_KEY is set, one is made on the first run and kept (0600) in
+# cluster-data/cluster-key, so a restart finds the same cluster again.
+key=${CHIME_CLUSTER_KEY:-}
+if [ -z "$key" ]; then
+  mkdir -p cluster-data
+  if [ ! -s cluster-data/cluster-key ]; then
+    (umask 077; "$bin" keygen > cluster-data/cluster-key)
+  fi
+  key=$(cat cluster-data/cluster-key)
+fi
 pids=()
 cleanup() {
   trap - INT TERM EXIT

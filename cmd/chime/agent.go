@@ -30,6 +30,8 @@ type agentFlags struct {
 	join                              listFlag
 	bootstrapExpect                   int
 	clusterName, clusterKey           string
+	tlsMode                           string
+	tlsFiles                          cluster.TLSFiles
 	pollInterval                      time.Duration
 	logLevel, logFormat               string
 	heartbeatTimeout, electionTimeout time.Duration
@@ -62,7 +64,11 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Var(&f.join, "join", "gossip address(es) of existing nodes, comma-separated")
 	fs.IntVar(&f.bootstrapExpect, "bootstrap-expect", -1, "form a new cluster once this many servers see each other (default: 1 without --join, else 0 = join only)")
 	fs.StringVar(&f.clusterName, "cluster-name", "chime", "cluster name; nodes of other clusters are refused")
-	fs.StringVar(&f.clusterKey, "cluster-key", "", "shared secret: encrypts gossip and authenticates internal calls (required for more than one node)")
+	fs.StringVar(&f.clusterKey, "cluster-key", "", "shared secret, at least 32 random bytes in hex or base64 (chime keygen makes one): encrypts gossip, authenticates internal calls and derives the Raft port's TLS certificates; the same on every node. Required for more than one node; a single node without it makes one and keeps it in the data dir")
+	fs.StringVar(&f.tlsFiles.CAFile, "tls-ca-file", "", "PEM file of the CA certificate(s) that sign the nodes' Raft-port certificates (default: a CA derived from --cluster-key; all three --tls-*-file or none)")
+	fs.StringVar(&f.tlsFiles.CertFile, "tls-cert-file", "", "PEM file of this node's Raft-port certificate, valid for server and client auth under --tls-ca-file")
+	fs.StringVar(&f.tlsFiles.KeyFile, "tls-key-file", "", "PEM file of the private key of --tls-cert-file")
+	fs.StringVar(&f.tlsMode, "tls-mode", string(cluster.TLSOn), "TLS on the Raft port: on (mutual TLS only) or upgrade (also plaintext, only while rolling a cluster from a version without TLS)")
 	fs.DurationVar(&f.pollInterval, "poll-interval", time.Second, "longest the leader's poller sleeps between checks for due work (1m reproduces once-a-minute schedulers)")
 	fs.StringVar(&f.logLevel, "log-level", "info", "debug, info, warn or error")
 	fs.StringVar(&f.logFormat, "log-format", "text", "text or json")
@@ -132,6 +138,9 @@ func runAgent(args []string) int {
 const gcPercent = 400
 
 func runAgentWith(f agentFlags, logger *slog.Logger) error {
+	// Everything the node writes (Raft log and snapshots, node id, key,
+	// restore spools) is for this user only, whatever libraries ask for.
+	restrictFileModes()
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(gcPercent)
 	}
@@ -170,8 +179,25 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 			f.bootstrapExpect = 0
 		}
 	}
+	// cluster.New checks these again; here they fail before anything is
+	// written to the data dir.
 	if f.clusterKey == "" && (f.bootstrapExpect > 1 || len(f.join) > 0) {
-		logger.Warn("no --cluster-key: gossip is unencrypted and internal calls are not authenticated; set one for any real cluster")
+		return fmt.Errorf("CHIME_CLUSTER_KEY / %w", cluster.ErrNoClusterKey)
+	}
+	if f.clusterKey != "" {
+		if err := cluster.ValidateKey(f.clusterKey); err != nil {
+			return fmt.Errorf("CHIME_CLUSTER_KEY / %w", err)
+		}
+	}
+	tlsMode, err := cluster.ParseTLSMode(f.tlsMode)
+	if err != nil {
+		return err
+	}
+	if err := f.tlsFiles.Validate(); err != nil {
+		return err
+	}
+	if tlsMode == cluster.TLSUpgrade {
+		logger.Warn("--tls-mode upgrade: the Raft port also accepts plaintext from nodes of versions without TLS; once every node runs this version, restart each with --tls-mode on")
 	}
 	advHTTP := f.advHTTP
 	if advHTTP == "" {
@@ -198,7 +224,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 		RaftAddr: f.raftAddr, AdvertiseRaftAddr: f.advRaft,
 		GossipAddr: f.gossipAddr, AdvertiseGossipAddr: f.advGossip,
 		HTTPAddr: advHTTP, Join: f.join, BootstrapExpect: f.bootstrapExpect,
-		ClusterName: f.clusterName, ClusterKey: f.clusterKey, Version: version,
+		ClusterName: f.clusterName, ClusterKey: f.clusterKey, TLSMode: string(tlsMode), TLSFiles: f.tlsFiles, Version: version,
 		Logger: logger, FSM: state,
 		HeartbeatTimeout: f.heartbeatTimeout, ElectionTimeout: f.electionTimeout,
 		SnapshotThreshold: f.snapshotThreshold, SnapshotInterval: f.snapshotInterval, TrailingLogs: f.trailingLogs,
@@ -245,7 +271,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	go func() { serveErr <- srv.Serve(httpLn) }()
 	logger.Info("chime agent started", "version", version, "http_addr", advHTTP, "raft_addr", c.RaftAddr(),
 		"gossip_addr", f.gossipAddr, "data_dir", f.dataDir, "bootstrap_expect", f.bootstrapExpect, "poll_interval", f.pollInterval,
-		"workers", f.workers, "allow_private_targets", f.allowPrivateTargets)
+		"workers", f.workers, "allow_private_targets", f.allowPrivateTargets, "tls_mode", tlsMode, "tls_certificates", tlsSource(f.tlsFiles))
 
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
@@ -274,4 +300,13 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	}
 	logger.Info("stopped")
 	return runErr
+}
+
+// tlsSource says, for the start-up line, where the Raft port's certificates
+// come from.
+func tlsSource(files cluster.TLSFiles) string {
+	if files.CertFile != "" {
+		return "files"
+	}
+	return "derived from the cluster key"
 }

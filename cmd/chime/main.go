@@ -16,6 +16,7 @@ const usage = `chime: a clustered scheduler for HTTP callbacks and webhooks
 Usage:
   chime agent [flags]       run a cluster node (chime agent --help for flags)
   chime schedule preview    print the next fires of a schedule, computed offline
+  chime keygen              print a new random cluster key (for --cluster-key)
   chime version             print the version
 
 Client commands (chime <group> --help lists a group's commands):
@@ -53,6 +54,8 @@ func run(args []string) int {
 		return runSchedule(args[1:], os.Stdout, os.Stderr)
 	case "jobs", "occurrences", "endpoints", "events", "deliveries", "tokens", "projects", "cluster", "snapshot":
 		return runGroup(args[0], args[1:], os.Stdout, os.Stderr)
+	case "keygen":
+		return runKeygen(args[1:], os.Stdout, os.Stderr)
 	case "version", "--version", "-v":
 		fmt.Println("chime", version)
 		return 0
