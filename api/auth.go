@@ -254,6 +254,7 @@ func (s *Server) createToken(c *gin.Context) error {
 	if err := s.apply(c, cmd, err); err != nil {
 		return err
 	}
+	withhold(c, "token")
 	c.JSON(http.StatusCreated, tokenCreatedJSON{tokenJSON: tokenOut(tok, now), Token: secret})
 	return nil
 }

@@ -157,6 +157,7 @@ func (s *Server) createEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	withhold(c, "secret")
 	c.JSON(http.StatusCreated, endpointCreatedJSON{endpointJSON: endpointOut(stored), Secret: stored.Secret})
 	return nil
 }

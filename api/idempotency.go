@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -19,6 +21,18 @@ import (
 // with the same key within IdempotencyWindow gets the first answer back
 // (same status and body, plus Idempotent-Replayed: true) instead of doing
 // the work twice. Keys are scoped to the request's project.
+//
+// A key belongs to the token that sent it first (the record keeps that
+// token's id, never the token): another token with the same key gets 409
+// idempotency_key_other_caller, whatever its body, and never the answer.
+// The route's authorisation runs first (the scope middleware precedes this
+// one, and the request's project is resolved against the token's binding
+// before the key is looked up); checks that depend on the body cannot
+// differ for the same token and the same body. An answer that carries a
+// secret (a new token, an endpoint's signing secret) is stored without it:
+// the handler names the fields (withhold), and a replay answers without
+// them and with Chime-Secret-Withheld naming them, because a secret is
+// shown once and the record sits in the Raft log and snapshots.
 //
 // The first request claims the key in the replicated state before it runs
 // (a CAS on the record), so two concurrent requests with one key cannot both
@@ -69,10 +83,36 @@ func claimFor(route string) time.Duration {
 }
 
 // HeaderIdempotencyKey and HeaderReplayed are the request and answer headers.
+// HeaderSecretWithheld on a replay names (comma-separated) the answer's
+// fields that held a secret and were left out: the secret was shown once,
+// in the first answer.
 const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 	HeaderReplayed       = "Idempotent-Replayed"
+	HeaderSecretWithheld = "Chime-Secret-Withheld"
 )
+
+// ctxWithheld holds the answer fields a handler marked as secret.
+const ctxWithheld = "chime.idempotency.withheld"
+
+// withhold marks fields of the answer c is about to write as secret: a
+// remembered answer is stored without them.
+func withhold(c *gin.Context, fields ...string) { c.Set(ctxWithheld, fields) }
+
+// stripSecrets returns body without the top-level fields named, or ok
+// false when body is not a JSON object that can be rewritten (then the
+// answer must not be stored at all).
+func stripSecrets(body []byte, fields []string) (out []byte, ok bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, false
+	}
+	for _, f := range fields {
+		delete(m, f)
+	}
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
 
 // idempotent is the middleware of the POST routes that change state.
 func (s *Server) idempotent(c *gin.Context) {
@@ -98,9 +138,18 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 			return badRequest(HeaderIdempotencyKey, "use printable ASCII without spaces (a UUID, say)")
 		}
 	}
+	// The project is resolved (and checked against the token's binding)
+	// before the key is looked up: a replay never skips authorisation.
 	project, err := s.project(c)
 	if err != nil {
 		return err
+	}
+	tok := caller(c)
+	if tok == nil {
+		// Every keyed route is authenticated; without a caller there is
+		// no one to bind the key to, so it is not remembered.
+		c.Next()
+		return nil
 	}
 	// The body is read here to fingerprint it, and handed on unchanged; one
 	// too large is left for the handler to refuse (413), unremembered.
@@ -119,10 +168,13 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 	fp := hex.EncodeToString(h.Sum(nil))
 	id := project + "/" + key
 
-	claim, replay, err := s.claimKey(c, id, fp)
+	claim, replay, err := s.claimKey(c, id, fp, tok.ID)
 	if err != nil || replay != nil {
 		if replay != nil {
 			c.Header(HeaderReplayed, "true")
+			if len(replay.Withheld) > 0 {
+				c.Header(HeaderSecretWithheld, strings.Join(replay.Withheld, ","))
+			}
 			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
 		}
 		return err
@@ -142,10 +194,16 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 	status := w.Status()
 	var cmd []byte
 	final := status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests
+	body, storable := w.body.Bytes(), !w.overflow
+	var withheld []string
+	if v, ok := c.Get(ctxWithheld); ok && storable {
+		withheld = v.([]string)
+		body, storable = stripSecrets(body, withheld)
+	}
 	switch {
-	case final && !w.overflow:
+	case final && storable:
 		done := *claim
-		done.Status, done.Body, done.ClaimUntil = status, w.body.Bytes(), 0
+		done.Status, done.Body, done.ClaimUntil, done.Withheld = status, body, 0, withheld
 		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
 	case claim.Applied:
 		// The write is in (an answer too large to keep, or a 5xx after the
@@ -253,7 +311,10 @@ func (s *Server) guardIdempotent(c *gin.Context, cmd []byte) ([]byte, func(*fsm.
 
 // claimKey claims id for this request, or returns the remembered answer to
 // replay, or the error to answer with.
-func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.IdempotencyRecord, err error) {
+//
+// The caller check comes first, before the fingerprint's: another token
+// learns nothing of the first request, not even whether its body matched.
+func (s *Server) claimKey(c *gin.Context, id, fp, callerID string) (claim, replay *fsm.IdempotencyRecord, err error) {
 	for range maxConflictRetries + 1 {
 		now := fsm.MillisOf(s.cfg.Now())
 		opts := fsm.PutOptions{IfAbsent: true}
@@ -261,6 +322,9 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 			switch {
 			case rec.ExpiresAt <= now:
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // expired, not yet pruned: take it over
+			case rec.Caller == "" || rec.Caller != callerID:
+				return nil, nil, &Error{Status: http.StatusConflict, Code: "idempotency_key_other_caller", Field: HeaderIdempotencyKey,
+					Message: "this Idempotency-Key is in use by another token in this project (or by a node of an older version); use a new key"}
 			case rec.Fingerprint != fp:
 				return nil, nil, &Error{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused", Field: HeaderIdempotencyKey,
 					Message: "this Idempotency-Key was used with another request (method, path, query or body); use a new key for a new request"}
@@ -275,7 +339,7 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // its first request died: take over
 			}
 		}
-		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, ClaimUntil: now + fsm.Millis(claimFor(c.FullPath()).Milliseconds()),
+		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, Caller: callerID, ClaimUntil: now + fsm.Millis(claimFor(c.FullPath()).Milliseconds()),
 			CreatedAt: now, ExpiresAt: now + fsm.Millis(IdempotencyWindow.Milliseconds())}
 		cmd, err := fsm.PutCommand(fsm.TableIdempotency, rec, opts)
 		if err := s.apply(c, cmd, err); err != nil {

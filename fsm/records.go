@@ -314,11 +314,18 @@ type IdempotencyRecord struct {
 	ClaimUntil Millis `msgpack:"claim,omitempty"`
 	// Applied: the request's write committed (set in the same command as
 	// the write); with Status 0 and the claim over, its answer was lost.
-	Applied     bool   `msgpack:"applied,omitempty"`
-	CreatedAt   Millis `msgpack:"cat,omitempty"`
-	ExpiresAt   Millis `msgpack:"exp,omitempty"`
-	CreateIndex uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex uint64 `msgpack:"mi,omitempty"`
+	Applied bool `msgpack:"applied,omitempty"`
+	// Caller is the id of the token that sent the first request (never the
+	// token itself): the answer is replayed to that token only. Records of
+	// older versions have none and are replayed to nobody.
+	Caller string `msgpack:"caller,omitempty"`
+	// Withheld names the answer's fields that carried a secret, removed
+	// from Body before it was stored: a secret is shown once.
+	Withheld    []string `msgpack:"withheld,omitempty"`
+	CreatedAt   Millis   `msgpack:"cat,omitempty"`
+	ExpiresAt   Millis   `msgpack:"exp,omitempty"`
+	CreateIndex uint64   `msgpack:"ci,omitempty"`
+	ModifyIndex uint64   `msgpack:"mi,omitempty"`
 }
 
 type record interface {
