@@ -73,6 +73,10 @@ func validateHeaders(field string, h map[string]string) error {
 			return badRequest(field+"."+k, fmt.Sprintf("%s is set by Chime on every attempt and cannot be overridden", k))
 		case len(v) > MaxHeaderValueLen || strings.ContainsAny(v, "\r\n\x00"):
 			return badRequest(field+"."+k, fmt.Sprintf("header value must be at most %d bytes without line breaks", MaxHeaderValueLen))
+		case v == fsm.MaskedHeaderValue:
+			// A shown object sent back (GET, edit, PATCH) must not store the
+			// mask in place of the credential.
+			return badRequest(field+"."+k, fmt.Sprintf("%q is how header values are shown, not a value: send the real value (values are never shown back)", v))
 		}
 	}
 	return nil
