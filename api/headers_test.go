@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/chime-sched/chime/dispatch"
 	"github.com/chime-sched/chime/fsm"
 )
 
@@ -103,4 +104,56 @@ func TestHeaderValuesAreNeverShown(t *testing.T) {
 		t.Fatalf("PATCH headers {} kept %v", ep.Headers)
 	}
 	want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://example.com/x","eventTypes":["*"],"headers":{"X-K":"`+fsm.MaskedHeaderValue+`"}}`), 400)
+}
+
+// Issue 12 item 10: header names and values are checked as net/http checks
+// them before sending, and hop-by-hop and proxy headers are reserved: a
+// target that could never be called is a 400 naming the header, not an
+// endless run of failed attempts.
+func TestHeaderNamesAndValuesValidatedAsNetHTTP(t *testing.T) {
+	srv := newSingleNode(t)
+	r := want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://example.com/hook","eventTypes":["*"]}`), 201)
+	epID := str(t, r.body, "id")
+	bad := map[string]string{
+		`{"X-Ctl":"a\u0001b"}`:              "headers.X-Ctl",
+		`{"X-Del":"a\u007fb"}`:              "headers.X-Del",
+		`{"X-Nul":"a\u0000b"}`:              "headers.X-Nul",
+		`{"X-Lf":"a\nb"}`:                   "headers.X-Lf",
+		`{"Bad Name":"v"}`:                  "headers.Bad Name",
+		`{"Proxy-Authorization":"Basic x"}`: "headers.Proxy-Authorization",
+		`{"expect":"100-continue"}`:         "headers.expect",
+		`{"Upgrade":"websocket"}`:           "headers.Upgrade",
+		`{"TE":"trailers"}`:                 "headers.TE",
+		`{"Connection":"close"}`:            "headers.Connection",
+		`{"Keep-Alive":"timeout=5"}`:        "headers.Keep-Alive",
+		`{"Transfer-Encoding":"chunked"}`:   "headers.Transfer-Encoding",
+		`{"Trailer":"X-A"}`:                 "headers.Trailer",
+		`{"Proxy-Connection":"keep-alive"}`: "headers.Proxy-Connection",
+		`{"Host":"example.org"}`:            "headers.Host",
+		`{"Content-Length":"1"}`:            "headers.Content-Length",
+	}
+	for h, field := range bad {
+		for _, req := range []struct{ method, path, body string }{
+			{"POST", "/v1/jobs", `{"recurrenceSeconds":3600,"callbackUrl":"https://example.com/h","headers":` + h + `}`},
+			{"POST", "/v1/endpoints", `{"url":"https://example.com/hook","eventTypes":["*"],"headers":` + h + `}`},
+			{"PATCH", "/v1/endpoints/" + epID, `{"headers":` + h + `}`},
+		} {
+			r := do(t, srv, req.method, req.path, req.body)
+			if r.status != 400 {
+				t.Errorf("%s %s with %s: %d %s", req.method, req.path, h, r.status, r.raw)
+				continue
+			}
+			if _, f := errorOf(t, r); f != field {
+				t.Errorf("%s %s with %s: field %q, want %q", req.method, req.path, h, f, field)
+			}
+		}
+	}
+	// What net/http sends is accepted: tabs, obs-text, any token name.
+	want(t, do(t, srv, "POST", "/v1/endpoints", `{"url":"https://example.com/hook","eventTypes":["*"],"headers":{"X-Tab":"a\tb","X-Utf8":"café","X-Odd!#$%&'*+.^_|~":"v"}}`), 201)
+	// The dispatcher drops what the API refuses, by the same rule.
+	for _, name := range []string{"Proxy-Authorization", "Expect", "Upgrade", "TE", "Connection", "Keep-Alive", "Transfer-Encoding", "Trailer", "Proxy-Connection", "Host", "Content-Length"} {
+		if !dispatch.ReservedHeader(name) {
+			t.Errorf("dispatch.ReservedHeader(%q) is false", name)
+		}
+	}
 }
