@@ -30,6 +30,10 @@ func badRequest(field, message string) *Error {
 
 var errNotReady = errors.New("not ready")
 
+// errBodyTooSlow: the request body arrived slower than the minimum rate
+// (timedBody).
+var errBodyTooSlow = errors.New("the request body arrived too slowly")
+
 // toHTTP is the one place where errors become HTTP statuses and codes.
 func toHTTP(err error) *Error {
 	var ae *Error
@@ -61,6 +65,8 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "timeout", Message: msg}
 	case errors.Is(err, cluster.ErrShutdown):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: msg}
+	case errors.Is(err, errBodyTooSlow):
+		return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: msg}
 	case errors.Is(err, errNotReady):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: msg}
 	}

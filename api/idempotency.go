@@ -153,9 +153,11 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 	}
 	// The body is read here to fingerprint it, and handed on unchanged; one
 	// too large is left for the handler to refuse (413), unremembered.
+	done := s.timedBody(c)
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	done()
 	if err != nil {
-		return badRequest("", "the request body could not be read: "+err.Error())
+		return bodyError(err)
 	}
 	c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), c.Request.Body))
 	if int64(len(body)) > s.cfg.MaxBodyBytes {

@@ -43,6 +43,11 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxDataBytes bounds a job's payload and an event's data (default 256 KiB).
 	MaxDataBytes int64
+	// BodyReadGrace and MinBodyRate bound how slowly a request body may
+	// arrive: it must keep up with MinBodyRate bytes per second after the
+	// first BodyReadGrace (defaults 10 s and 16 KiB/s; see timedBody).
+	BodyReadGrace time.Duration
+	MinBodyRate   int64
 	// Schedule configures schedule validation (default time zone, minimum interval).
 	Schedule scheduler.Config
 	// Now is the clock; tests inject one.
@@ -71,6 +76,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxDataBytes == 0 {
 		cfg.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if cfg.BodyReadGrace == 0 {
+		cfg.BodyReadGrace = DefaultBodyReadGrace
+	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
 	}
 	if cfg.Schedule == (scheduler.Config{}) {
 		cfg.Schedule = scheduler.DefaultConfig()
