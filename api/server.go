@@ -48,6 +48,11 @@ type Config struct {
 	// first BodyReadGrace (defaults 10 s and 16 KiB/s; see timedBody).
 	BodyReadGrace time.Duration
 	MinBodyRate   int64
+	// StreamsPerToken and StreamsPerProject bound the /v1/stream
+	// connections one token, and one project, may hold open on this node
+	// (defaults 16 and 64, below the node's fsm.MaxSubscribers).
+	StreamsPerToken   int
+	StreamsPerProject int
 	// Schedule configures schedule validation (default time zone, minimum interval).
 	Schedule scheduler.Config
 	// Now is the clock; tests inject one.
@@ -62,6 +67,7 @@ type Server struct {
 
 	closing   chan struct{} // closed by CloseStreams
 	closeOnce sync.Once
+	streams   streamSlots
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -82,6 +88,12 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MinBodyRate == 0 {
 		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.StreamsPerToken == 0 {
+		cfg.StreamsPerToken = DefaultStreamsPerToken
+	}
+	if cfg.StreamsPerProject == 0 {
+		cfg.StreamsPerProject = DefaultStreamsPerProject
 	}
 	if cfg.Schedule == (scheduler.Config{}) {
 		cfg.Schedule = scheduler.DefaultConfig()
