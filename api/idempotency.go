@@ -164,20 +164,21 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		c.Next()
 		return nil
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n", c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery)
-	h.Write(body)
-	fp := hex.EncodeToString(h.Sum(nil))
+	fp := fingerprint(c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery, body)
 	id := project + "/" + key
 
-	claim, replay, err := s.claimKey(c, id, fp, tok.ID)
+	claim, replay, err := s.claimKey(c, id, fp, tok)
 	if err != nil || replay != nil {
 		if replay != nil {
-			c.Header(HeaderReplayed, "true")
-			if len(replay.Withheld) > 0 {
-				c.Header(HeaderSecretWithheld, strings.Join(replay.Withheld, ","))
+			body, withheld := replay.Body, replay.Withheld
+			if replay.Caller == "" {
+				body, withheld = scrubLegacy(body)
 			}
-			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
+			c.Header(HeaderReplayed, "true")
+			if len(withheld) > 0 {
+				c.Header(HeaderSecretWithheld, strings.Join(withheld, ","))
+			}
+			c.Data(replay.Status, "application/json; charset=utf-8", body)
 		}
 		return err
 	}
@@ -231,6 +232,15 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		s.logger.Warn("idempotency key not settled; it lapses on its own", "key_id", id, "status", status, "error", err)
 	}
 	return nil
+}
+
+// fingerprint identifies a request under a key: its method, path, query and
+// body (not its caller: that is compared on its own, see claimKey).
+func fingerprint(method, path, query string, body []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", method, path, query)
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // endClaim is the command that ends rec's claim now, keeping the rest.
@@ -316,7 +326,14 @@ func (s *Server) guardIdempotent(c *gin.Context, cmd []byte) ([]byte, func(*fsm.
 //
 // The caller check comes first, before the fingerprint's: another token
 // learns nothing of the first request, not even whether its body matched.
-func (s *Server) claimKey(c *gin.Context, id, fp, callerID string) (claim, replay *fsm.IdempotencyRecord, err error) {
+//
+// A record without a caller was stored by a node of an older version (during
+// a rolling upgrade, and for IdempotencyWindow after it): it is answered to
+// operators only (admin tokens bound to no project, who may do anything its
+// request did), scrubbed of secrets (scrubLegacy), and is another caller's
+// for everyone else.
+func (s *Server) claimKey(c *gin.Context, id, fp string, tok *fsm.Token) (claim, replay *fsm.IdempotencyRecord, err error) {
+	callerID, operator := tok.ID, tok.Project == "" && hasScope(tok, ScopeAdmin)
 	for range maxConflictRetries + 1 {
 		now := fsm.MillisOf(s.cfg.Now())
 		opts := fsm.PutOptions{IfAbsent: true}
@@ -324,7 +341,7 @@ func (s *Server) claimKey(c *gin.Context, id, fp, callerID string) (claim, repla
 			switch {
 			case rec.ExpiresAt <= now:
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // expired, not yet pruned: take it over
-			case rec.Caller == "" || rec.Caller != callerID:
+			case rec.Caller != callerID && (rec.Caller != "" || !operator):
 				return nil, nil, &Error{Status: http.StatusConflict, Code: "idempotency_key_other_caller", Field: HeaderIdempotencyKey,
 					Message: "this Idempotency-Key is in use by another token in this project (or by a node of an older version); use a new key"}
 			case rec.Fingerprint != fp:
@@ -366,6 +383,42 @@ func errKeyInProgress(c *gin.Context) error {
 	c.Header("Retry-After", "1")
 	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey,
 		Message: "a request with this Idempotency-Key is still running; retry in a moment to get its answer"}
+}
+
+// legacySecretFields are the answer fields that carried a secret before
+// answers were stored without them (withhold): a token's "token", an
+// endpoint's "secret" (create and rotation).
+var legacySecretFields = []string{"token", "secret"}
+
+// scrubLegacy is a record body of an older version as it may be replayed:
+// without the secret fields it has, header values masked. A body that is
+// not a JSON object is replaced by an empty one rather than risk a secret.
+func scrubLegacy(body []byte) ([]byte, []string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return []byte("{}"), nil
+	}
+	var withheld []string
+	for _, f := range legacySecretFields {
+		if _, ok := m[f]; ok {
+			delete(m, f)
+			withheld = append(withheld, f)
+		}
+	}
+	if raw, ok := m["headers"]; ok {
+		var h map[string]string
+		if json.Unmarshal(raw, &h) != nil {
+			delete(m, "headers")
+		} else if len(h) > 0 {
+			masked, _ := json.Marshal(fsm.MaskHeaders(h))
+			m["headers"] = masked
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}"), withheld
+	}
+	return out, withheld
 }
 
 // capturingWriter keeps a copy of the answer's body, up to limit bytes.

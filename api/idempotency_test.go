@@ -198,8 +198,11 @@ func TestIdempotencyReplayIsBoundToTheCaller(t *testing.T) {
 	if code, _ := errorOf(t, r); r.status != 409 || code != "idempotency_key_other_caller" {
 		t.Fatalf("another caller, another body: %d %s", r.status, r.raw)
 	}
-	// Scope is checked before the key: a read token gets 403.
+	// Scope and project binding are checked before the key: a read token
+	// gets 403, a token bound to default asking for another project 404.
 	want(t, postKeyedAs(t, u+"/v1/tokens", reader, "tok-1", tokBody), 403)
+	want(t, as(t, u, testRootToken, "POST", "/v1/projects", `{"name":"other"}`), 201)
+	want(t, postKeyedAs(t, u+"/v1/jobs?project=other", boundAdmin, "tok-1", `{"recurrenceSeconds":3600,"callbackUrl":"https://example.com/h"}`), 404)
 
 	// The root's own replay: the answer without its secret, and says so.
 	r = postKeyedAs(t, u+"/v1/tokens", testRootToken, "tok-1", tokBody)
@@ -256,12 +259,18 @@ func TestIdempotencyReplayIsBoundToTheCaller(t *testing.T) {
 	}
 }
 
-// A record written before records named their caller (an older node) is
-// replayed to nobody.
-func TestIdempotencyRecordWithoutCallerIsNotReplayed(t *testing.T) {
+// A record written before records named their caller (by a node of an
+// older version, during a rolling upgrade) is replayed to operators only
+// (admin tokens bound to no project), without its secrets and with header
+// values masked; any other token gets 409.
+func TestIdempotencyRecordWithoutCaller(t *testing.T) {
 	srv, c := newNode(t)
+	u := srv.URL
+	writer := str(t, want(t, as(t, u, testRootToken, "POST", "/v1/tokens", `{"name":"w","scopes":["admin"],"project":"default"}`), 201).body, "token")
+	reqBody := `{"url":"https://example.com/hook","eventTypes":["*"]}`
 	now := time.Now()
-	old := &fsm.IdempotencyRecord{ID: DefaultProject + "/old-1", Fingerprint: "whatever", Status: 201, Body: []byte(`{"token":"chime_leaked"}`),
+	old := &fsm.IdempotencyRecord{ID: DefaultProject + "/old-1", Fingerprint: fingerprint("POST", "/v1/endpoints", "", []byte(reqBody)), Status: 201,
+		Body:      []byte(`{"id":"ep_old","secret":"whsec_leaked","headers":{"Authorization":"Bearer old-credential"}}`),
 		CreatedAt: fsm.MillisOf(now), ExpiresAt: fsm.MillisOf(now.Add(time.Hour))}
 	cmd, err := fsm.PutCommand(fsm.TableIdempotency, old, fsm.PutOptions{IfAbsent: true})
 	if err != nil {
@@ -270,8 +279,15 @@ func TestIdempotencyRecordWithoutCallerIsNotReplayed(t *testing.T) {
 	if _, err := c.Apply(t.Context(), cmd); err != nil {
 		t.Fatal(err)
 	}
-	r := postKeyedAs(t, srv.URL+"/v1/tokens", testRootToken, "old-1", `{"name":"x","scopes":["read"]}`)
-	if r.status != 409 || strings.Contains(r.raw, "chime_leaked") {
-		t.Fatalf("a record without a caller: %d %s", r.status, r.raw)
+	r := postKeyedAs(t, u+"/v1/endpoints", writer, "old-1", reqBody)
+	if code, _ := errorOf(t, r); r.status != 409 || code != "idempotency_key_other_caller" {
+		t.Fatalf("a project-bound token and a record without a caller: %d %s", r.status, r.raw)
+	}
+	r = postKeyedAs(t, u+"/v1/endpoints", testRootToken, "old-1", reqBody)
+	if r.status != 201 || r.header.Get(HeaderReplayed) != "true" || r.header.Get(HeaderSecretWithheld) != "secret" || r.body["id"] != "ep_old" {
+		t.Fatalf("the root and a record without a caller: %d %v %s", r.status, r.header, r.raw)
+	}
+	if strings.Contains(r.raw, "whsec_leaked") || strings.Contains(r.raw, "old-credential") || !strings.Contains(r.raw, fsm.MaskedHeaderValue) {
+		t.Fatalf("a legacy replay shows a secret: %s", r.raw)
 	}
 }
