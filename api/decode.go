@@ -122,9 +122,13 @@ type deadlineBody struct {
 	start    time.Time
 	n        int64
 	timedOut bool
+	eof      bool // read to its end: no deadline is set again
 }
 
 func (b *deadlineBody) Read(p []byte) (int, error) {
+	if b.eof {
+		return 0, io.EOF
+	}
 	now := time.Now()
 	if b.start.IsZero() {
 		b.start = now
@@ -134,6 +138,7 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(b.start.Add(allowed))
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
+	b.eof = err == io.EOF
 	var ne net.Error
 	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
 		b.timedOut = true
