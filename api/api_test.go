@@ -31,6 +31,18 @@ func newSingleNode(t *testing.T) *httptest.Server {
 // reachable under the 4 KiB body limit.
 func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
 	t.Helper()
+	return newNodeWithBody(t, 4096)
+}
+
+// newNodeWithBody is newNode with another request body limit.
+func newNodeWithBody(t *testing.T, maxBody int64) (*httptest.Server, *cluster.Cluster) {
+	t.Helper()
+	return newNodeWith(t, func(cfg *Config) { cfg.MaxBodyBytes = maxBody })
+}
+
+// newNodeWith is newNode with the API's configuration changed by set.
+func newNodeWith(t *testing.T, set func(*Config)) (*httptest.Server, *cluster.Cluster) {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
@@ -44,7 +56,9 @@ func newNode(t *testing.T) (*httptest.Server, *cluster.Cluster) {
 	if err := c.Start(&BootstrapHook{Cluster: c, Logger: logger, RootToken: testRootToken}); err != nil {
 		t.Fatal(err)
 	}
-	srv := httptest.NewServer(asRoot(New(Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}).Handler()))
+	cfg := Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}
+	set(&cfg)
+	srv := httptest.NewServer(asRoot(New(cfg).Handler()))
 	t.Cleanup(func() {
 		srv.Close()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

@@ -34,8 +34,24 @@ var scopeRank = map[string]int{ScopeRead: 1, ScopeWrite: 2, ScopeAdmin: 3}
 // easy to recognise (secret scanners, logs).
 const TokenPrefix = "chime_"
 
-// MinTokenLen bounds a root token given in CHIME_ROOT_TOKEN from below.
-const MinTokenLen = 16
+// MinTokenLen bounds a root token given in CHIME_ROOT_TOKEN from below:
+// as long as the random part of a generated one (32 characters), so that a
+// chosen token is no easier to guess or to recover from its hash.
+const MinTokenLen = 32
+
+// displayPrefixSecretChars is how many characters of a token's secret part
+// (after "chime_") its display prefix shows: enough to tell tokens apart in
+// a list, too few to help a search for the rest.
+const displayPrefixSecretChars = 4
+
+// ValidateRootToken checks a token chosen by the operator
+// (CHIME_ROOT_TOKEN / --root-token).
+func ValidateRootToken(secret string) error {
+	if len(secret) < MinTokenLen {
+		return fmt.Errorf("CHIME_ROOT_TOKEN / --root-token: use at least %d characters (it has %d); a generated one is \"chime_\" and 43 random characters", MinTokenLen, len(secret))
+	}
+	return nil
+}
 
 const callerKey = "chime.token"
 
@@ -54,13 +70,17 @@ func HashToken(secret string) string {
 	return hex.EncodeToString(sum[:])
 }
 
-// displayPrefix is the part of a secret shown in lists.
+// displayPrefix is the part of a secret shown in lists: "chime_" (when the
+// secret has it) and at most displayPrefixSecretChars characters after it,
+// fewer for a short secret (a quarter of it), which only a token older than
+// MinTokenLen can be.
 func displayPrefix(secret string) string {
-	n := len(TokenPrefix) + 6
-	if len(secret) < n {
-		n = len(secret) / 2
+	lead := 0
+	if strings.HasPrefix(secret, TokenPrefix) {
+		lead = len(TokenPrefix)
 	}
-	return secret[:n]
+	n := min(displayPrefixSecretChars, len(secret)/4, len(secret)-lead)
+	return secret[:lead+n]
 }
 
 func unauthorized(msg string) error {
@@ -254,6 +274,7 @@ func (s *Server) createToken(c *gin.Context) error {
 	if err := s.apply(c, cmd, err); err != nil {
 		return err
 	}
+	withhold(c, "token")
 	c.JSON(http.StatusCreated, tokenCreatedJSON{tokenJSON: tokenOut(tok, now), Token: secret})
 	return nil
 }

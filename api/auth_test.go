@@ -127,3 +127,36 @@ func TestAuthScopesProjectsAndRevocation(t *testing.T) {
 	}
 	want(t, as(t, u, testRootToken, "GET", "/v1/jobs", ""), 401)
 }
+
+// Issue 12 item 9: a chosen root token has at least 32 characters, and no
+// token's display prefix shows more than 4 characters of its secret part.
+func TestTokenLengthAndDisplayPrefix(t *testing.T) {
+	if MinTokenLen < 32 {
+		t.Fatalf("MinTokenLen is %d; a chosen root token needs at least 32 characters", MinTokenLen)
+	}
+	if err := ValidateRootToken(strings.Repeat("x", 31)); err == nil {
+		t.Fatal("a 31-character root token was accepted")
+	}
+	if err := ValidateRootToken(strings.Repeat("x", 32)); err != nil {
+		t.Fatalf("a 32-character root token: %v", err)
+	}
+	for _, secret := range []string{
+		testRootToken, "chime_" + strings.Repeat("a", 43), strings.Repeat("s", 32), "abc", "chime_ab",
+	} {
+		p := displayPrefix(secret)
+		shown := strings.TrimPrefix(p, TokenPrefix)
+		if !strings.HasPrefix(secret, p) || len(shown) > 4 || (len(secret) < 16 && len(shown) > len(secret)/4) {
+			t.Errorf("displayPrefix(%q) = %q: more than 4 characters of the secret", secret, p)
+		}
+	}
+	srv := newSingleNode(t)
+	r := want(t, as(t, srv.URL, testRootToken, "POST", "/v1/tokens", `{"name":"x","scopes":["read"]}`), 201)
+	if p := str(t, r.body, "prefix"); len(strings.TrimPrefix(p, TokenPrefix)) > 4 {
+		t.Errorf("a new token's prefix %q", p)
+	}
+	for _, tok := range items(t, want(t, as(t, srv.URL, testRootToken, "GET", "/v1/tokens", ""), 200)) {
+		if p := tok["prefix"].(string); len(strings.TrimPrefix(p, TokenPrefix)) > 4 {
+			t.Errorf("token %s shows prefix %q", tok["name"], p)
+		}
+	}
+}

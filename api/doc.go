@@ -27,7 +27,19 @@
 //     dispatchers change the same records concurrently, and a blind write
 //     would undo their work.
 //   - Secrets are shown once: an endpoint's or a token's in the response that
-//     creates it, never in a read. Tokens are stored as SHA-256 hashes.
+//     creates it, never in a read, and never in a remembered Idempotency-Key
+//     answer (withhold names the field; a replay says Chime-Secret-Withheld).
+//     Tokens are stored as SHA-256 hashes; a list shows "chime_" and at most
+//     4 characters of a secret.
+//   - An Idempotency-Key belongs to the token that sent it first (the record
+//     keeps its id): any other token gets 409, never the answer, and the
+//     route's scope and project binding are checked before the key.
+//   - Header values of jobs and endpoints are the receiver's credentials:
+//     stored and sent, shown to nobody (fsm.MaskHeaders everywhere a target
+//     is shown), replaced as a whole by PATCH.
+//   - Nothing a client controls is unbounded: bodies by size and by a
+//     minimum arrival rate (timedBody), schedule text fields by length,
+//     streams per token, per project and per node.
 //   - Authentication (auth.go): a bearer token with a scope per route (read,
 //     write, admin), checked against the local state, so a revocation holds
 //     on every node once replicated. A project-bound token's other projects

@@ -130,6 +130,7 @@ func (s *Server) rotateSecret(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	withhold(c, "secret")
 	c.JSON(http.StatusOK, rotatedJSON{endpointJSON: endpointOut(ep), Secret: ep.Secret, PreviousSecretExpiresAt: timePtr(ep.PreviousSecretUntil)})
 	return nil
 }

@@ -64,7 +64,7 @@ type endpointEnabledJSON struct {
 func endpointOut(e *fsm.Endpoint) endpointJSON {
 	out := endpointJSON{
 		ID: e.ID, Project: e.Project, URL: e.URL, Description: e.Description, EventTypes: e.EventTypes,
-		Method: e.Method, Headers: e.Headers, TimeoutSeconds: float64(e.TimeoutMs) / 1000,
+		Method: e.Method, Headers: fsm.MaskHeaders(e.Headers), TimeoutSeconds: float64(e.TimeoutMs) / 1000,
 		RetryPolicy: retryOut(e.Retry), Enabled: e.Enabled, DisabledReason: strPtr(e.DisabledReason),
 		ConsecutiveFailures: e.ConsecutiveFailures, CreatedAt: timePtr(e.CreatedAt), UpdatedAt: timePtr(e.UpdatedAt),
 	}
@@ -157,6 +157,7 @@ func (s *Server) createEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	withhold(c, "secret")
 	c.JSON(http.StatusCreated, endpointCreatedJSON{endpointJSON: endpointOut(stored), Secret: stored.Secret})
 	return nil
 }

@@ -37,6 +37,10 @@ var errNotReady = errors.New("not ready")
 // a short disk.
 const diskFullRetryAfter = 10
 
+// errBodyTooSlow: the request body arrived slower than the minimum rate
+// (timedBody).
+var errBodyTooSlow = errors.New("the request body arrived too slowly")
+
 // toHTTP is the one place where errors become HTTP statuses and codes.
 func toHTTP(err error) *Error {
 	var ae *Error
@@ -71,6 +75,8 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "disk_full", Message: msg, RetryAfter: diskFullRetryAfter}
 	case errors.Is(err, cluster.ErrShutdown):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "shutting_down", Message: msg}
+	case errors.Is(err, errBodyTooSlow):
+		return &Error{Status: http.StatusRequestTimeout, Code: "request_timeout", Message: msg}
 	case errors.Is(err, errNotReady):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "not_ready", Message: msg}
 	}

@@ -5,10 +5,12 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -19,6 +21,18 @@ import (
 // with the same key within IdempotencyWindow gets the first answer back
 // (same status and body, plus Idempotent-Replayed: true) instead of doing
 // the work twice. Keys are scoped to the request's project.
+//
+// A key belongs to the token that sent it first (the record keeps that
+// token's id, never the token): another token with the same key gets 409
+// idempotency_key_other_caller, whatever its body, and never the answer.
+// The route's authorisation runs first (the scope middleware precedes this
+// one, and the request's project is resolved against the token's binding
+// before the key is looked up); checks that depend on the body cannot
+// differ for the same token and the same body. An answer that carries a
+// secret (a new token, an endpoint's signing secret) is stored without it:
+// the handler names the fields (withhold), and a replay answers without
+// them and with Chime-Secret-Withheld naming them, because a secret is
+// shown once and the record sits in the Raft log and snapshots.
 //
 // The first request claims the key in the replicated state before it runs
 // (a CAS on the record), so two concurrent requests with one key cannot both
@@ -69,10 +83,36 @@ func claimFor(route string) time.Duration {
 }
 
 // HeaderIdempotencyKey and HeaderReplayed are the request and answer headers.
+// HeaderSecretWithheld on a replay names (comma-separated) the answer's
+// fields that held a secret and were left out: the secret was shown once,
+// in the first answer.
 const (
 	HeaderIdempotencyKey = "Idempotency-Key"
 	HeaderReplayed       = "Idempotent-Replayed"
+	HeaderSecretWithheld = "Chime-Secret-Withheld"
 )
+
+// ctxWithheld holds the answer fields a handler marked as secret.
+const ctxWithheld = "chime.idempotency.withheld"
+
+// withhold marks fields of the answer c is about to write as secret: a
+// remembered answer is stored without them.
+func withhold(c *gin.Context, fields ...string) { c.Set(ctxWithheld, fields) }
+
+// stripSecrets returns body without the top-level fields named, or ok
+// false when body is not a JSON object that can be rewritten (then the
+// answer must not be stored at all).
+func stripSecrets(body []byte, fields []string) (out []byte, ok bool) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return nil, false
+	}
+	for _, f := range fields {
+		delete(m, f)
+	}
+	out, err := json.Marshal(m)
+	return out, err == nil
+}
 
 // idempotent is the middleware of the POST routes that change state.
 func (s *Server) idempotent(c *gin.Context) {
@@ -98,32 +138,47 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 			return badRequest(HeaderIdempotencyKey, "use printable ASCII without spaces (a UUID, say)")
 		}
 	}
+	// The project is resolved (and checked against the token's binding)
+	// before the key is looked up: a replay never skips authorisation.
 	project, err := s.project(c)
 	if err != nil {
 		return err
 	}
+	tok := caller(c)
+	if tok == nil {
+		// Every keyed route is authenticated; without a caller there is
+		// no one to bind the key to, so it is not remembered.
+		c.Next()
+		return nil
+	}
 	// The body is read here to fingerprint it, and handed on unchanged; one
 	// too large is left for the handler to refuse (413), unremembered.
+	done := s.timedBody(c)
 	body, err := io.ReadAll(io.LimitReader(c.Request.Body, s.cfg.MaxBodyBytes+1))
+	done()
 	if err != nil {
-		return badRequest("", "the request body could not be read: "+err.Error())
+		return bodyError(err)
 	}
 	c.Request.Body = io.NopCloser(io.MultiReader(bytes.NewReader(body), c.Request.Body))
 	if int64(len(body)) > s.cfg.MaxBodyBytes {
 		c.Next()
 		return nil
 	}
-	h := sha256.New()
-	fmt.Fprintf(h, "%s\n%s\n%s\n", c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery)
-	h.Write(body)
-	fp := hex.EncodeToString(h.Sum(nil))
+	fp := fingerprint(c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery, body)
 	id := project + "/" + key
 
-	claim, replay, err := s.claimKey(c, id, fp)
+	claim, replay, err := s.claimKey(c, id, fp, tok)
 	if err != nil || replay != nil {
 		if replay != nil {
+			body, withheld := replay.Body, replay.Withheld
+			if replay.Caller == "" {
+				body, withheld = scrubLegacy(body)
+			}
 			c.Header(HeaderReplayed, "true")
-			c.Data(replay.Status, "application/json; charset=utf-8", replay.Body)
+			if len(withheld) > 0 {
+				c.Header(HeaderSecretWithheld, strings.Join(withheld, ","))
+			}
+			c.Data(replay.Status, "application/json; charset=utf-8", body)
 		}
 		return err
 	}
@@ -142,10 +197,16 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 	status := w.Status()
 	var cmd []byte
 	final := status < 500 && status != http.StatusConflict && status != http.StatusTooManyRequests
+	body, storable := w.body.Bytes(), !w.overflow
+	var withheld []string
+	if v, ok := c.Get(ctxWithheld); ok && storable {
+		withheld = v.([]string)
+		body, storable = stripSecrets(body, withheld)
+	}
 	switch {
-	case final && !w.overflow:
+	case final && storable:
 		done := *claim
-		done.Status, done.Body, done.ClaimUntil = status, w.body.Bytes(), 0
+		done.Status, done.Body, done.ClaimUntil, done.Withheld = status, body, 0, withheld
 		cmd, err = fsm.PutCommand(fsm.TableIdempotency, &done, fsm.PutOptions{IfIndex: claim.ModifyIndex})
 	case claim.Applied:
 		// The write is in (an answer too large to keep, or a 5xx after the
@@ -171,6 +232,15 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 		s.logger.Warn("idempotency key not settled; it lapses on its own", "key_id", id, "status", status, "error", err)
 	}
 	return nil
+}
+
+// fingerprint identifies a request under a key: its method, path, query and
+// body (not its caller: that is compared on its own, see claimKey).
+func fingerprint(method, path, query string, body []byte) string {
+	h := sha256.New()
+	fmt.Fprintf(h, "%s\n%s\n%s\n", method, path, query)
+	h.Write(body)
+	return hex.EncodeToString(h.Sum(nil))
 }
 
 // endClaim is the command that ends rec's claim now, keeping the rest.
@@ -253,7 +323,17 @@ func (s *Server) guardIdempotent(c *gin.Context, cmd []byte) ([]byte, func(*fsm.
 
 // claimKey claims id for this request, or returns the remembered answer to
 // replay, or the error to answer with.
-func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.IdempotencyRecord, err error) {
+//
+// The caller check comes first, before the fingerprint's: another token
+// learns nothing of the first request, not even whether its body matched.
+//
+// A record without a caller was stored by a node of an older version (during
+// a rolling upgrade, and for IdempotencyWindow after it): it is answered to
+// operators only (admin tokens bound to no project, who may do anything its
+// request did), scrubbed of secrets (scrubLegacy), and is another caller's
+// for everyone else.
+func (s *Server) claimKey(c *gin.Context, id, fp string, tok *fsm.Token) (claim, replay *fsm.IdempotencyRecord, err error) {
+	callerID, operator := tok.ID, tok.Project == "" && hasScope(tok, ScopeAdmin)
 	for range maxConflictRetries + 1 {
 		now := fsm.MillisOf(s.cfg.Now())
 		opts := fsm.PutOptions{IfAbsent: true}
@@ -261,6 +341,9 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 			switch {
 			case rec.ExpiresAt <= now:
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // expired, not yet pruned: take it over
+			case rec.Caller != callerID && (rec.Caller != "" || !operator):
+				return nil, nil, &Error{Status: http.StatusConflict, Code: "idempotency_key_other_caller", Field: HeaderIdempotencyKey,
+					Message: "this Idempotency-Key is in use by another token in this project (or by a node of an older version); use a new key"}
 			case rec.Fingerprint != fp:
 				return nil, nil, &Error{Status: http.StatusUnprocessableEntity, Code: "idempotency_key_reused", Field: HeaderIdempotencyKey,
 					Message: "this Idempotency-Key was used with another request (method, path, query or body); use a new key for a new request"}
@@ -275,7 +358,7 @@ func (s *Server) claimKey(c *gin.Context, id, fp string) (claim, replay *fsm.Ide
 				opts = fsm.PutOptions{IfIndex: rec.ModifyIndex} // its first request died: take over
 			}
 		}
-		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, ClaimUntil: now + fsm.Millis(claimFor(c.FullPath()).Milliseconds()),
+		rec := &fsm.IdempotencyRecord{ID: id, Fingerprint: fp, Caller: callerID, ClaimUntil: now + fsm.Millis(claimFor(c.FullPath()).Milliseconds()),
 			CreatedAt: now, ExpiresAt: now + fsm.Millis(IdempotencyWindow.Milliseconds())}
 		cmd, err := fsm.PutCommand(fsm.TableIdempotency, rec, opts)
 		if err := s.apply(c, cmd, err); err != nil {
@@ -300,6 +383,42 @@ func errKeyInProgress(c *gin.Context) error {
 	c.Header("Retry-After", "1")
 	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey,
 		Message: "a request with this Idempotency-Key is still running; retry in a moment to get its answer"}
+}
+
+// legacySecretFields are the answer fields that carried a secret before
+// answers were stored without them (withhold): a token's "token", an
+// endpoint's "secret" (create and rotation).
+var legacySecretFields = []string{"token", "secret"}
+
+// scrubLegacy is a record body of an older version as it may be replayed:
+// without the secret fields it has, header values masked. A body that is
+// not a JSON object is replaced by an empty one rather than risk a secret.
+func scrubLegacy(body []byte) ([]byte, []string) {
+	var m map[string]json.RawMessage
+	if err := json.Unmarshal(body, &m); err != nil {
+		return []byte("{}"), nil
+	}
+	var withheld []string
+	for _, f := range legacySecretFields {
+		if _, ok := m[f]; ok {
+			delete(m, f)
+			withheld = append(withheld, f)
+		}
+	}
+	if raw, ok := m["headers"]; ok {
+		var h map[string]string
+		if json.Unmarshal(raw, &h) != nil {
+			delete(m, "headers")
+		} else if len(h) > 0 {
+			masked, _ := json.Marshal(fsm.MaskHeaders(h))
+			m["headers"] = masked
+		}
+	}
+	out, err := json.Marshal(m)
+	if err != nil {
+		return []byte("{}"), withheld
+	}
+	return out, withheld
 }
 
 // capturingWriter keeps a copy of the answer's body, up to limit bytes.

@@ -149,3 +149,145 @@ func TestIdempotencyGuardedWrite(t *testing.T) {
 		t.Fatal("a write under a released claim was applied")
 	}
 }
+
+// postKeyedAs is postWithKey with the given token.
+func postKeyedAs(t *testing.T, url, token, key, body string) response {
+	t.Helper()
+	req, _ := http.NewRequest("POST", url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(HeaderIdempotencyKey, key)
+	req.Header.Set("Authorization", "Bearer "+token)
+	return roundTrip(t, req)
+}
+
+// Issue 12 item 1: a remembered answer belongs to the token that got it. A
+// project-bound admin replaying the root's token create, or a write token
+// replaying the root's endpoint create, gets 409, never the answer; and no
+// record ever holds a secret.
+func TestIdempotencyReplayIsBoundToTheCaller(t *testing.T) {
+	srv, c := newNode(t)
+	u := srv.URL
+	mk := func(body string) (string, string) {
+		r := want(t, as(t, u, testRootToken, "POST", "/v1/tokens", body), 201)
+		return str(t, r.body, "id"), str(t, r.body, "token")
+	}
+	_, boundAdmin := mk(`{"name":"ops","scopes":["admin"],"project":"default"}`)
+	_, writer := mk(`{"name":"ci","scopes":["write"]}`)
+	_, reader := mk(`{"name":"dash","scopes":["read"]}`)
+	rootTok, err := c.FSM().State().TokenByHash(HashToken(testRootToken))
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// The root creates an unrestricted admin token under a key.
+	tokBody := `{"name":"second-root","scopes":["admin"]}`
+	first := postKeyedAs(t, u+"/v1/tokens", testRootToken, "tok-1", tokBody)
+	want(t, first, 201)
+	secret := str(t, first.body, "token")
+
+	// The bound admin sends the same key and body: 409, no secret.
+	r := postKeyedAs(t, u+"/v1/tokens", boundAdmin, "tok-1", tokBody)
+	if r.status != 409 || strings.Contains(r.raw, secret) || r.header.Get(HeaderReplayed) != "" {
+		t.Fatalf("another caller's replay of POST /v1/tokens: %d %s", r.status, r.raw)
+	}
+	if code, field := errorOf(t, r); code != "idempotency_key_other_caller" || field != HeaderIdempotencyKey {
+		t.Fatalf("another caller's replay: code %q field %q", code, field)
+	}
+	// So does another caller with another body (no oracle on the body).
+	r = postKeyedAs(t, u+"/v1/tokens", boundAdmin, "tok-1", `{"name":"x","scopes":["read"],"project":"default"}`)
+	if code, _ := errorOf(t, r); r.status != 409 || code != "idempotency_key_other_caller" {
+		t.Fatalf("another caller, another body: %d %s", r.status, r.raw)
+	}
+	// Scope and project binding are checked before the key: a read token
+	// gets 403, a token bound to default asking for another project 404.
+	want(t, postKeyedAs(t, u+"/v1/tokens", reader, "tok-1", tokBody), 403)
+	want(t, as(t, u, testRootToken, "POST", "/v1/projects", `{"name":"other"}`), 201)
+	want(t, postKeyedAs(t, u+"/v1/jobs?project=other", boundAdmin, "tok-1", `{"recurrenceSeconds":3600,"callbackUrl":"https://example.com/h"}`), 404)
+
+	// The root's own replay: the answer without its secret, and says so.
+	r = postKeyedAs(t, u+"/v1/tokens", testRootToken, "tok-1", tokBody)
+	if r.status != 201 || r.header.Get(HeaderReplayed) != "true" || r.header.Get(HeaderSecretWithheld) != "token" {
+		t.Fatalf("own replay: %d replayed=%q withheld=%q %s", r.status, r.header.Get(HeaderReplayed), r.header.Get(HeaderSecretWithheld), r.raw)
+	}
+	if strings.Contains(r.raw, secret) || r.body["token"] != nil || r.body["id"] != first.body["id"] {
+		t.Fatalf("own replay shows the secret or another token: %s", r.raw)
+	}
+	rec, err := c.FSM().State().Idempotency(DefaultProject + "/tok-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rec.Caller != rootTok.ID || strings.Contains(string(rec.Body), secret) || strings.Contains(string(rec.Body), testRootToken) {
+		t.Fatalf("stored record: caller %q body %s", rec.Caller, rec.Body)
+	}
+
+	// A write token replays the root's endpoint create: 409, no signing
+	// secret; the stored answer has none either.
+	epBody := `{"url":"https://example.com/hook","eventTypes":["*"],"headers":{"Authorization":"Bearer receiver-credential"}}`
+	first = postKeyedAs(t, u+"/v1/endpoints", testRootToken, "ep-1", epBody)
+	want(t, first, 201)
+	signing := str(t, first.body, "secret")
+	epID := str(t, first.body, "id")
+	r = postKeyedAs(t, u+"/v1/endpoints", writer, "ep-1", epBody)
+	if code, _ := errorOf(t, r); r.status != 409 || code != "idempotency_key_other_caller" || strings.Contains(r.raw, signing) {
+		t.Fatalf("a write token's replay of POST /v1/endpoints: %d %s", r.status, r.raw)
+	}
+	r = postKeyedAs(t, u+"/v1/endpoints", testRootToken, "ep-1", epBody)
+	if r.status != 201 || strings.Contains(r.raw, signing) || r.header.Get(HeaderSecretWithheld) != "secret" || r.body["id"] != epID {
+		t.Fatalf("own replay of POST /v1/endpoints: %d withheld=%q %s", r.status, r.header.Get(HeaderSecretWithheld), r.raw)
+	}
+
+	// Rotation: the new secret is not kept either.
+	first = postKeyedAs(t, u+"/v1/endpoints/"+epID+"/rotate-secret", writer, "rot-1", `{"graceSeconds":60}`)
+	want(t, first, 200)
+	rotated := str(t, first.body, "secret")
+	r = postKeyedAs(t, u+"/v1/endpoints/"+epID+"/rotate-secret", writer, "rot-1", `{"graceSeconds":60}`)
+	if r.status != 200 || strings.Contains(r.raw, rotated) || r.header.Get(HeaderSecretWithheld) != "secret" {
+		t.Fatalf("own replay of a rotation: %d %s", r.status, r.raw)
+	}
+
+	// No record holds any secret.
+	for _, id := range []string{"tok-1", "ep-1", "rot-1"} {
+		rec, err := c.FSM().State().Idempotency(DefaultProject + "/" + id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{secret, signing, rotated} {
+			if strings.Contains(string(rec.Body), s) {
+				t.Fatalf("record %s holds a secret: %s", id, rec.Body)
+			}
+		}
+	}
+}
+
+// A record written before records named their caller (by a node of an
+// older version, during a rolling upgrade) is replayed to operators only
+// (admin tokens bound to no project), without its secrets and with header
+// values masked; any other token gets 409.
+func TestIdempotencyRecordWithoutCaller(t *testing.T) {
+	srv, c := newNode(t)
+	u := srv.URL
+	writer := str(t, want(t, as(t, u, testRootToken, "POST", "/v1/tokens", `{"name":"w","scopes":["admin"],"project":"default"}`), 201).body, "token")
+	reqBody := `{"url":"https://example.com/hook","eventTypes":["*"]}`
+	now := time.Now()
+	old := &fsm.IdempotencyRecord{ID: DefaultProject + "/old-1", Fingerprint: fingerprint("POST", "/v1/endpoints", "", []byte(reqBody)), Status: 201,
+		Body:      []byte(`{"id":"ep_old","secret":"whsec_leaked","headers":{"Authorization":"Bearer old-credential"}}`),
+		CreatedAt: fsm.MillisOf(now), ExpiresAt: fsm.MillisOf(now.Add(time.Hour))}
+	cmd, err := fsm.PutCommand(fsm.TableIdempotency, old, fsm.PutOptions{IfAbsent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Apply(t.Context(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	r := postKeyedAs(t, u+"/v1/endpoints", writer, "old-1", reqBody)
+	if code, _ := errorOf(t, r); r.status != 409 || code != "idempotency_key_other_caller" {
+		t.Fatalf("a project-bound token and a record without a caller: %d %s", r.status, r.raw)
+	}
+	r = postKeyedAs(t, u+"/v1/endpoints", testRootToken, "old-1", reqBody)
+	if r.status != 201 || r.header.Get(HeaderReplayed) != "true" || r.header.Get(HeaderSecretWithheld) != "secret" || r.body["id"] != "ep_old" {
+		t.Fatalf("the root and a record without a caller: %d %v %s", r.status, r.header, r.raw)
+	}
+	if strings.Contains(r.raw, "whsec_leaked") || strings.Contains(r.raw, "old-credential") || !strings.Contains(r.raw, fsm.MaskedHeaderValue) {
+		t.Fatalf("a legacy replay shows a secret: %s", r.raw)
+	}
+}

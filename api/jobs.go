@@ -80,7 +80,7 @@ func jobOut(st *fsm.State, j *fsm.Job) jobJSON {
 	out := jobJSON{
 		ID: j.ID, Project: j.Project, Name: j.Name, Description: j.Description, Status: j.Status, Kind: j.ScheduleKind,
 		Schedule: json.RawMessage(j.Schedule), NextFireAt: timePtr(j.NextFireAt), OccurrenceCount: j.OccurrenceCount,
-		SeriesID: j.SeriesID, CallbackURL: j.CallbackURL, Method: j.Method, Headers: j.Headers,
+		SeriesID: j.SeriesID, CallbackURL: j.CallbackURL, Method: j.Method, Headers: fsm.MaskHeaders(j.Headers),
 		Payload: json.RawMessage(j.Payload), EventType: j.EventType, RetryPolicy: retryOut(j.Retry),
 		TimeoutSeconds: float64(j.TimeoutMs) / 1000, IdempotencyKey: j.IdempotencyKey, CorrelationID: j.CorrelationID,
 		Signed: j.SigningSecret != "", ManualCompletion: j.ManualCompletion,

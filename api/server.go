@@ -43,6 +43,16 @@ type Config struct {
 	MaxBodyBytes int64
 	// MaxDataBytes bounds a job's payload and an event's data (default 256 KiB).
 	MaxDataBytes int64
+	// BodyReadGrace and MinBodyRate bound how slowly a request body may
+	// arrive: it must keep up with MinBodyRate bytes per second after the
+	// first BodyReadGrace (defaults 10 s and 16 KiB/s; see timedBody).
+	BodyReadGrace time.Duration
+	MinBodyRate   int64
+	// StreamsPerToken and StreamsPerProject bound the /v1/stream
+	// connections one token, and one project, may hold open on this node
+	// (defaults 16 and 64, below the node's fsm.MaxSubscribers).
+	StreamsPerToken   int
+	StreamsPerProject int
 	// Schedule configures schedule validation (default time zone, minimum interval).
 	Schedule scheduler.Config
 	// Now is the clock; tests inject one.
@@ -57,6 +67,7 @@ type Server struct {
 
 	closing   chan struct{} // closed by CloseStreams
 	closeOnce sync.Once
+	streams   streamSlots
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -71,6 +82,18 @@ func New(cfg Config) *Server {
 	}
 	if cfg.MaxDataBytes == 0 {
 		cfg.MaxDataBytes = DefaultMaxDataBytes
+	}
+	if cfg.BodyReadGrace == 0 {
+		cfg.BodyReadGrace = DefaultBodyReadGrace
+	}
+	if cfg.MinBodyRate == 0 {
+		cfg.MinBodyRate = DefaultMinBodyRate
+	}
+	if cfg.StreamsPerToken == 0 {
+		cfg.StreamsPerToken = DefaultStreamsPerToken
+	}
+	if cfg.StreamsPerProject == 0 {
+		cfg.StreamsPerProject = DefaultStreamsPerProject
 	}
 	if cfg.Schedule == (scheduler.Config{}) {
 		cfg.Schedule = scheduler.DefaultConfig()

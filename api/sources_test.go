@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chime-sched/chime/fsm"
 	"github.com/chime-sched/chime/scheduler"
 )
 
@@ -125,7 +126,8 @@ func TestSource002Examples(t *testing.T) {
 		if b["name"] != "Order reminder" || b["callbackUrl"] != "https://example.com/hooks/reminder" || b["method"] != "POST" {
 			t.Errorf("name, callbackUrl, method: %s", r.raw)
 		}
-		if !jsonEqual(t, asJSON(t, b["headers"]), `{"X-Source":"contit"}`) || !jsonEqual(t, asJSON(t, b["payload"]), `{"orderId":"abc123"}`) {
+		// Header values are receiver credentials: shown masked (issue 12), not as 002 echoes them.
+		if !jsonEqual(t, asJSON(t, b["headers"]), `{"X-Source":"`+fsm.MaskedHeaderValue+`"}`) || !jsonEqual(t, asJSON(t, b["payload"]), `{"orderId":"abc123"}`) {
 			t.Errorf("headers, payload: %s", r.raw)
 		}
 		// maxRetries is 002's "max attempts before dead-letter".

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -30,6 +31,72 @@ import (
 
 // StreamHeartbeat is the interval of the keep-alive comment.
 const StreamHeartbeat = 15 * time.Second
+
+// Stream limits on one node (the node as a whole serves fsm.MaxSubscribers,
+// 256): one token may hold DefaultStreamsPerToken, one project
+// DefaultStreamsPerProject (Config overrides both), and the last
+// StreamsReserved places are kept for tokens that are admin and bound to no
+// project, so that no tenant, nor a few together, can lock the operators
+// out. Beyond a token's or a project's limit: 429 with Retry-After.
+const (
+	DefaultStreamsPerToken   = 16
+	DefaultStreamsPerProject = 64
+	StreamsReserved          = 16
+	streamRetryAfter         = "5"
+)
+
+// streamSlots counts this node's open streams by token and project.
+type streamSlots struct {
+	mu        sync.Mutex
+	total     int
+	byToken   map[string]int
+	byProject map[string]int
+}
+
+// acquireStream takes a place for a stream of tok in project, or says why
+// not; release gives it back. A cluster-wide admin token (the root) is held
+// to its own per-token limit only, and may use the reserved places.
+func (s *Server) acquireStream(c *gin.Context, tok *fsm.Token, project string) (release func(), err error) {
+	operator := tok.Project == "" && hasScope(tok, ScopeAdmin)
+	sl := &s.streams
+	sl.mu.Lock()
+	defer sl.mu.Unlock()
+	if sl.byToken == nil {
+		sl.byToken, sl.byProject = map[string]int{}, map[string]int{}
+	}
+	tooMany := func(msg string) error {
+		c.Header("Retry-After", streamRetryAfter)
+		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams", Message: msg}
+	}
+	switch {
+	case sl.byToken[tok.ID] >= s.cfg.StreamsPerToken:
+		return nil, tooMany(fmt.Sprintf("this token holds %d streams on this node, its limit; close one first", s.cfg.StreamsPerToken))
+	case !operator && sl.byProject[project] >= s.cfg.StreamsPerProject:
+		return nil, tooMany(fmt.Sprintf("project %q holds %d streams on this node, its limit; close one first or use another node", project, s.cfg.StreamsPerProject))
+	case !operator && sl.total >= fsm.MaxSubscribers-StreamsReserved:
+		c.Header("Retry-After", streamRetryAfter)
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: "too_many_streams",
+			Message: fmt.Sprintf("this node serves %d streams already (the rest are kept for operators); use another node or try later", sl.total)}
+	}
+	sl.total++
+	sl.byToken[tok.ID]++
+	if !operator {
+		sl.byProject[project]++
+	}
+	return func() {
+		sl.mu.Lock()
+		defer sl.mu.Unlock()
+		sl.total--
+		if sl.byToken[tok.ID]--; sl.byToken[tok.ID] == 0 {
+			delete(sl.byToken, tok.ID)
+		}
+		if !operator {
+			if sl.byProject[project]--; sl.byProject[project] == 0 {
+				delete(sl.byProject, project)
+			}
+		}
+	}, nil
+}
 
 // streamBuffer is how many applied batches a stream may fall behind before it
 // is reset.
@@ -68,6 +135,15 @@ func (s *Server) stream(c *gin.Context) error {
 			tables[t] = true
 		}
 	}
+	tok := caller(c)
+	if tok == nil {
+		return unauthorized("a stream needs a token")
+	}
+	release, err := s.acquireStream(c, tok, project)
+	if err != nil {
+		return err
+	}
+	defer release()
 	sub, err := s.cfg.Cluster.FSM().Subscribe(streamBuffer)
 	if errors.Is(err, fsm.ErrTooManySubscribers) {
 		return &Error{Status: http.StatusServiceUnavailable, Code: "too_many_streams",

@@ -4,10 +4,15 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"io"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chime-sched/chime/fsm"
+	"github.com/gin-gonic/gin"
 )
 
 // sseEvent is one parsed Server-Sent Event.
@@ -107,5 +112,100 @@ func TestStreamShowsTheProjectsChanges(t *testing.T) {
 
 	if code, field := errorOf(t, do(t, srv, "GET", "/v1/stream?resources=tokens", "")); code != "invalid_request" || field != "resources" {
 		t.Fatalf("bad resources: %s %s", code, field)
+	}
+}
+
+// Issue 12 item 6: one token, or one project, cannot take every stream of a
+// node: beyond their limits a stream is refused with 429 and Retry-After,
+// other projects and the cluster's operators still get theirs, and a
+// closed stream frees its place.
+func TestStreamLimitsPerTokenAndProject(t *testing.T) {
+	srv, _ := newNodeWith(t, func(cfg *Config) { cfg.StreamsPerToken, cfg.StreamsPerProject = 2, 3 })
+	u := srv.URL
+	ctx, cancel := context.WithTimeout(t.Context(), 30*time.Second)
+	defer cancel()
+	want(t, do(t, srv, "POST", "/v1/projects", `{"name":"other"}`), 201)
+	mk := func(body string) string {
+		return str(t, want(t, do(t, srv, "POST", "/v1/tokens", body), 201).body, "token")
+	}
+	readerA, readerB := mk(`{"name":"a","scopes":["read"]}`), mk(`{"name":"b","scopes":["read"]}`)
+	otherTok := mk(`{"name":"o","scopes":["read"],"project":"other"}`)
+
+	open := func(tok, query string) (*http.Response, context.CancelFunc) {
+		t.Helper()
+		sctx, scancel := context.WithCancel(ctx)
+		req, _ := http.NewRequestWithContext(sctx, "GET", u+"/v1/stream"+query, nil)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { scancel(); resp.Body.Close() })
+		return resp, scancel
+	}
+	refused := func(resp *http.Response, what string) {
+		t.Helper()
+		b, _ := io.ReadAll(resp.Body)
+		if resp.StatusCode != http.StatusTooManyRequests || resp.Header.Get("Retry-After") == "" || !strings.Contains(string(b), "too_many_streams") {
+			t.Fatalf("%s: %d Retry-After=%q %s; want 429 too_many_streams with Retry-After", what, resp.StatusCode, resp.Header.Get("Retry-After"), b)
+		}
+	}
+	ok := func(resp *http.Response, what string) {
+		t.Helper()
+		if resp.StatusCode != 200 {
+			b, _ := io.ReadAll(resp.Body)
+			t.Fatalf("%s: %d %s", what, resp.StatusCode, b)
+		}
+	}
+
+	_, closeA1 := open(readerA, "")
+	r, _ := open(readerA, "?resources=jobs")
+	ok(r, "token A, second stream")
+	r, _ = open(readerA, "")
+	refused(r, "token A, third stream")
+	r, _ = open(readerB, "")
+	ok(r, "token B, first stream (project at 3)")
+	r, _ = open(readerB, "")
+	refused(r, "token B, fourth stream of the project")
+	r, _ = open(otherTok, "")
+	ok(r, "another project's stream")
+	r, _ = open(testRootToken, "")
+	ok(r, "the root token's stream, its project full")
+
+	// Closing a stream frees its place (once the node has seen it go).
+	closeA1()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		r, _ = open(readerA, "")
+		if r.StatusCode == 200 {
+			break
+		}
+		if time.Now().After(deadline) {
+			refused(r, "after a close")
+			t.Fatal("a closed stream's place was never freed")
+		}
+		r.Body.Close()
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// The node's last StreamsReserved places are for operators (admin tokens
+// bound to no project): tenants together cannot lock them out.
+func TestStreamPlacesReservedForOperators(t *testing.T) {
+	s := New(Config{Cluster: nil, Version: "test"})
+	gc, _ := gin.CreateTestContext(httptest.NewRecorder())
+	s.streams.total = fsm.MaxSubscribers - StreamsReserved
+	tenant := &fsm.Token{ID: "tok_t", Scopes: []string{ScopeAdmin}, Project: "p"}
+	if _, err := s.acquireStream(gc, tenant, "p"); err == nil {
+		t.Fatal("a tenant's stream took a reserved place")
+	}
+	root := &fsm.Token{ID: "tok_root", Scopes: []string{ScopeAdmin}}
+	release, err := s.acquireStream(gc, root, DefaultProject)
+	if err != nil {
+		t.Fatalf("an operator's stream: %v", err)
+	}
+	release()
+	if s.streams.total != fsm.MaxSubscribers-StreamsReserved || len(s.streams.byToken) != 0 {
+		t.Fatalf("release left %d streams, %v", s.streams.total, s.streams.byToken)
 	}
 }

@@ -10,6 +10,7 @@ import (
 
 	"github.com/chime-sched/chime/dispatch"
 	"github.com/chime-sched/chime/fsm"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Limits on delivery targets; documented in the OpenAPI document.
@@ -67,12 +68,19 @@ func validateHeaders(field string, h map[string]string) error {
 	}
 	for k, v := range h {
 		switch {
-		case !headerNamePattern.MatchString(k):
+		case !headerNamePattern.MatchString(k) || !httpguts.ValidHeaderFieldName(k):
 			return badRequest(field+"."+k, fmt.Sprintf("%q is not a valid header name", k))
 		case dispatch.ReservedHeader(k):
 			return badRequest(field+"."+k, fmt.Sprintf("%s is set by Chime on every attempt and cannot be overridden", k))
-		case len(v) > MaxHeaderValueLen || strings.ContainsAny(v, "\r\n\x00"):
-			return badRequest(field+"."+k, fmt.Sprintf("header value must be at most %d bytes without line breaks", MaxHeaderValueLen))
+		case len(v) > MaxHeaderValueLen:
+			return badRequest(field+"."+k, fmt.Sprintf("header value must be at most %d bytes", MaxHeaderValueLen))
+		case !httpguts.ValidHeaderFieldValue(v):
+			// net/http refuses to send such a value: every attempt would fail.
+			return badRequest(field+"."+k, "header value must not hold control characters (line breaks, NUL, DEL, …); tabs are allowed")
+		case v == fsm.MaskedHeaderValue:
+			// A shown object sent back (GET, edit, PATCH) must not store the
+			// mask in place of the credential.
+			return badRequest(field+"."+k, fmt.Sprintf("%q is how header values are shown, not a value: send the real value (values are never shown back)", v))
 		}
 	}
 	return nil

@@ -184,7 +184,12 @@ type idempotencyKey struct{}
 // the work twice, which makes it safe to repeat a create or a trigger whose
 // answer was lost. Use one key per intended operation: the same key on a
 // different call is refused (422 idempotency_key_reused), and a concurrent
-// repeat gets 409 idempotency_in_progress (retry it).
+// repeat gets 409 idempotency_in_progress (retry it). A key belongs to the
+// token that used it first: another token gets 409
+// idempotency_key_other_caller. A replayed answer never holds a secret: a
+// repeated CreateToken, CreateEndpoint or RotateSecret returns the object
+// with Token or Secret empty (the answer's Chime-Secret-Withheld header names
+// the field); the secret was in the first answer only.
 func WithIdempotencyKey(ctx context.Context, key string) context.Context {
 	return context.WithValue(ctx, idempotencyKey{}, key)
 }

@@ -259,7 +259,7 @@ func TestAgainstNode(t *testing.T) {
 		jobID = j.ID
 		if j.Status != client.JobActive || j.Kind != "recurrence" || j.NextFireAt == nil || j.Project != "default" ||
 			j.Schedule.Recurrence == nil || j.Schedule.Timezone != "Europe/Rome" || j.RetryPolicy.MaxAttempts != 2 ||
-			string(j.Payload) != `{"order":42}` || j.Headers["X-Team"] != "ops" {
+			string(j.Payload) != `{"order":42}` || j.Headers["X-Team"] != client.MaskedHeaderValue {
 			t.Fatalf("create: %+v", j)
 		}
 		_, err = c.CreateJob(ctx, client.JobRequest{CallbackURL: hook, Schedule: client.Schedule{Cron: "61 * * * *"}})
@@ -290,7 +290,7 @@ func TestAgainstNode(t *testing.T) {
 		upd, err := c.UpdateJob(ctx, jobID, client.JobPatch{Name: client.Ptr("hourly"),
 			Schedule: &client.Schedule{RecurrenceSeconds: client.Ptr(int64(3600))}, ManualCompletion: client.Ptr(true)})
 		noErr(t, err)
-		if upd.Name != "hourly" || upd.Kind != "interval" || !upd.ManualCompletion || upd.Headers["X-Team"] != "ops" {
+		if upd.Name != "hourly" || upd.Kind != "interval" || !upd.ManualCompletion || upd.Headers["X-Team"] != client.MaskedHeaderValue {
 			t.Fatalf("update: %+v", upd)
 		}
 		_, err = c.UpdateJob(ctx, jobID, client.JobPatch{Method: client.Ptr("BREW")})

@@ -176,13 +176,14 @@ type Job struct {
 	Kind string `json:"kind"`
 	// Schedule is the stored (canonical) schedule: defaults filled in,
 	// instants in UTC.
-	Schedule         Schedule          `json:"schedule"`
-	NextFireAt       *time.Time        `json:"nextFireAt"`
-	OccurrenceCount  int64             `json:"occurrenceCount"`
-	SeriesID         string            `json:"seriesId"`
-	LastOccurrence   *OccurrenceRef    `json:"lastOccurrence"`
-	CallbackURL      string            `json:"callbackUrl,omitempty"`
-	Method           string            `json:"method,omitempty"`
+	Schedule        Schedule       `json:"schedule"`
+	NextFireAt      *time.Time     `json:"nextFireAt"`
+	OccurrenceCount int64          `json:"occurrenceCount"`
+	SeriesID        string         `json:"seriesId"`
+	LastOccurrence  *OccurrenceRef `json:"lastOccurrence"`
+	CallbackURL     string         `json:"callbackUrl,omitempty"`
+	Method          string         `json:"method,omitempty"`
+	// Headers shows the names only: every value is MaskedHeaderValue.
 	Headers          map[string]string `json:"headers,omitempty"`
 	Payload          json.RawMessage   `json:"payload,omitempty"`
 	EventType        string            `json:"eventType,omitempty"`
@@ -272,12 +273,13 @@ type EndpointPatch struct {
 
 // Endpoint is an endpoint as the API shows it: never its secret.
 type Endpoint struct {
-	ID                  string            `json:"id"`
-	Project             string            `json:"project"`
-	URL                 string            `json:"url"`
-	Description         string            `json:"description"`
-	EventTypes          []string          `json:"eventTypes"`
-	Method              string            `json:"method"`
+	ID          string   `json:"id"`
+	Project     string   `json:"project"`
+	URL         string   `json:"url"`
+	Description string   `json:"description"`
+	EventTypes  []string `json:"eventTypes"`
+	Method      string   `json:"method"`
+	// Headers shows the names only: every value is MaskedHeaderValue.
 	Headers             map[string]string `json:"headers"`
 	TimeoutSeconds      float64           `json:"timeoutSeconds"`
 	RetryPolicy         RetryPolicy       `json:"retryPolicy"`
@@ -509,3 +511,9 @@ type Health struct {
 	NodeID  string `json:"nodeId"`
 	Version string `json:"version,omitempty"`
 }
+
+// MaskedHeaderValue is every header value of a job or an endpoint as the API
+// shows it: the values are the receiver's credentials, sent with each
+// delivery and shown to nobody. Sending it back as a value is refused (400):
+// to change headers, send the whole set with real values.
+const MaskedHeaderValue = "********"

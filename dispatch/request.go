@@ -204,13 +204,16 @@ func Prepare(st *fsm.State, d *fsm.Delivery, attempt int, now time.Time) (Prepar
 
 // ReservedHeader reports whether a target may not set header name (any
 // spelling): Chime sets it on every attempt (its own Chime-* headers, the
-// signature headers, Content-Type, User-Agent) or the transport owns it
-// (framing, Host). The API refuses such headers and the dispatcher drops
-// them, both by this one rule.
+// signature headers, Content-Type, User-Agent), the transport owns it
+// (framing, Host), or it is hop-by-hop or meant for a proxy (Expect and
+// Upgrade would change how the call is made; Proxy-Authorization would be
+// sent to the receiver). The API refuses such headers and the dispatcher
+// drops them, both by this one rule.
 func ReservedHeader(name string) bool {
 	ck := http.CanonicalHeaderKey(name)
 	switch ck {
 	case "Host", "Content-Length", "Transfer-Encoding", "Connection", "Content-Type", "User-Agent",
+		"Keep-Alive", "Te", "Trailer", "Upgrade", "Expect", "Proxy-Authorization", "Proxy-Connection",
 		http.CanonicalHeaderKey(HeaderLegacySignature):
 		return true
 	}

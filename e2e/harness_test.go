@@ -256,7 +256,7 @@ func (p *proc) start() {
 }
 
 // rootToken is every test cluster's admin token, given as CHIME_ROOT_TOKEN.
-const rootToken = "chime_e2e-root-token-0123456789"
+const rootToken = "chime_e2e-root-token-0123456789ab"
 
 // agentEnv is the test's environment without CHIME_* settings, so nothing
 // but the flags (and the root token) configures the agents.

@@ -6,6 +6,8 @@ import (
 	"reflect"
 	"testing"
 	"time"
+
+	"github.com/vmihailenco/msgpack/v5"
 )
 
 // msgpack sorts the keys of these map types only; any other map in a command
@@ -140,5 +142,39 @@ func TestMillis(t *testing.T) {
 	}
 	if got := Millis(-1).Time(); !got.Equal(time.UnixMilli(-1)) {
 		t.Fatalf("negative = %v", got)
+	}
+}
+
+// IdempotencyRecord's Caller and Withheld (issue 12) are additions: a record
+// of an older version decodes with them empty, and an older version decodes
+// a new record, ignoring them.
+func TestIdempotencyRecordCompatible(t *testing.T) {
+	type oldRecord struct {
+		ID          string `msgpack:"id,omitempty"`
+		Fingerprint string `msgpack:"fp,omitempty"`
+		Status      int    `msgpack:"status,omitempty"`
+		Body        []byte `msgpack:"body,omitempty"`
+		ClaimUntil  Millis `msgpack:"claim,omitempty"`
+		Applied     bool   `msgpack:"applied,omitempty"`
+		CreatedAt   Millis `msgpack:"cat,omitempty"`
+		ExpiresAt   Millis `msgpack:"exp,omitempty"`
+	}
+	old := oldRecord{ID: "p/k", Fingerprint: "fp", Status: 201, Body: []byte(`{}`), Applied: true, CreatedAt: 1, ExpiresAt: 2}
+	b, err := msgpack.Marshal(&old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rec IdempotencyRecord
+	if err := DecodeBody(b, &rec); err != nil || rec.ID != "p/k" || rec.Status != 201 || rec.Caller != "" || rec.Withheld != nil {
+		t.Fatalf("old record decoded as %+v, %v", rec, err)
+	}
+	rec.Caller, rec.Withheld = "tok_1", []string{"secret"}
+	b, err = msgpack.Marshal(&rec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var back oldRecord
+	if err := DecodeBody(b, &back); err != nil || back.ID != "p/k" || back.Status != 201 || !back.Applied {
+		t.Fatalf("new record decoded by an old version as %+v, %v", back, err)
 	}
 }

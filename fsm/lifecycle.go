@@ -265,7 +265,7 @@ func jobView(j *Job) map[string]any {
 		"id": j.ID, "project": j.Project, "name": j.Name, "description": j.Description, "status": j.Status,
 		"kind": j.ScheduleKind, "schedule": rawView(j.Schedule), "nextFireAt": timeView(j.NextFireAt),
 		"occurrenceCount": j.OccurrenceCount, "seriesId": j.SeriesID, "callbackUrl": j.CallbackURL,
-		"method": j.Method, "headers": j.Headers, "payload": rawView(j.Payload), "eventType": j.EventType,
+		"method": j.Method, "headers": MaskHeaders(j.Headers), "payload": rawView(j.Payload), "eventType": j.EventType,
 		"retryPolicy": retryView(j.Retry), "timeoutSeconds": float64(j.TimeoutMs) / 1000,
 		"idempotencyKey": j.IdempotencyKey, "correlationId": j.CorrelationID, "signed": j.SigningSecret != "",
 		"manualCompletion": j.ManualCompletion, "createdAt": timeView(j.CreatedAt), "updatedAt": timeView(j.UpdatedAt),

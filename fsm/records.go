@@ -314,11 +314,18 @@ type IdempotencyRecord struct {
 	ClaimUntil Millis `msgpack:"claim,omitempty"`
 	// Applied: the request's write committed (set in the same command as
 	// the write); with Status 0 and the claim over, its answer was lost.
-	Applied     bool   `msgpack:"applied,omitempty"`
-	CreatedAt   Millis `msgpack:"cat,omitempty"`
-	ExpiresAt   Millis `msgpack:"exp,omitempty"`
-	CreateIndex uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex uint64 `msgpack:"mi,omitempty"`
+	Applied bool `msgpack:"applied,omitempty"`
+	// Caller is the id of the token that sent the first request (never the
+	// token itself): the answer is replayed to that token only. Records of
+	// older versions have none and are replayed to nobody.
+	Caller string `msgpack:"caller,omitempty"`
+	// Withheld names the answer's fields that carried a secret, removed
+	// from Body before it was stored: a secret is shown once.
+	Withheld    []string `msgpack:"withheld,omitempty"`
+	CreatedAt   Millis   `msgpack:"cat,omitempty"`
+	ExpiresAt   Millis   `msgpack:"exp,omitempty"`
+	CreateIndex uint64   `msgpack:"ci,omitempty"`
+	ModifyIndex uint64   `msgpack:"mi,omitempty"`
 }
 
 type record interface {
@@ -369,3 +376,22 @@ func (r *Attempt) key() string                  { return AttemptID(r.DeliveryID,
 func (r *Attempt) projectName() string          { return "" }
 func (r *Attempt) indexes() (uint64, uint64)    { return r.CreateIndex, r.ModifyIndex }
 func (r *Attempt) setIndexes(c, m uint64)       { r.CreateIndex, r.ModifyIndex = c, m }
+
+// MaskedHeaderValue replaces every value of a job's or an endpoint's
+// headers wherever they are shown (the API, the stream, lifecycle events):
+// they are the receiver's credentials (Authorization, API keys), kept only
+// to be sent. The API refuses it as a value, so that a client that sends a
+// shown object back cannot store the mask in place of the credential.
+const MaskedHeaderValue = "********"
+
+// MaskHeaders returns h with every value masked, names kept (nil for none).
+func MaskHeaders(h map[string]string) map[string]string {
+	if len(h) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h))
+	for k := range h {
+		out[k] = MaskedHeaderValue
+	}
+	return out
+}

@@ -19,6 +19,9 @@ func Preview(specJSON []byte, cfg Config, from time.Time, count int) ([]time.Tim
 	if err != nil {
 		return nil, err
 	}
+	if err := spec.checkLengths(); err != nil {
+		return nil, err
+	}
 	sch, err := Compile(spec, cfg, from)
 	if err != nil {
 		return nil, err

@@ -171,6 +171,9 @@ func Compile(s Spec, cfg Config, created time.Time) (*Schedule, error) {
 // Validate reports whether the spec compiles with this configuration for a job created
 // at now, as a *FieldError naming the first bad field.
 func (s Spec) Validate(cfg Config, now time.Time) error {
+	if err := s.checkLengths(); err != nil {
+		return err
+	}
 	_, err := Compile(s, cfg, now)
 	return err
 }

@@ -33,6 +33,21 @@ const (
 	CatchUpNone = "none"
 )
 
+// Lengths of the free-form fields, far below the API's 1 MiB body: checked
+// before anything is parsed (a cron expression of 1 MiB would be parsed, stored
+// and replicated otherwise), refused naming the field. Each is above the
+// longest useful value: a cron expression listing every value of every field
+// is about 360 characters; a clock "HH:mm:ss" 8; the longest IANA zone name 32.
+const (
+	MaxCronLen        = 512
+	MaxRRuleLen       = 2048
+	MaxTimeOfDayLen   = 16
+	MaxTimezoneLen    = 64
+	MaxInstantLen     = 64
+	MaxKeywordLen     = 32 // frequency, catchUp, weekday codes
+	MaxWeekdaysListed = 7  // recurrence.weekdays, scheduleDaysOfWeek
+)
+
 // Defaults and limits.
 const (
 	DefaultMisfireGraceSeconds = 60
@@ -457,6 +472,58 @@ func (s Spec) normalized() (Spec, error) {
 		}
 	}
 	return s, nil
+}
+
+// checkLengths refuses a free-form field longer than its limit (see
+// MaxCronLen), before any parsing; the message does not echo the value.
+// Validate and Preview check it, Compile does not: a job stored before the
+// limits existed still compiles on every node.
+func (s Spec) checkLengths() error {
+	str := func(field, v string, limit int) error {
+		if len(v) > limit {
+			return fieldErr(field, "is %d bytes; at most %d are allowed", len(v), limit)
+		}
+		return nil
+	}
+	list := func(field string, vs []string, count, itemLimit int) error {
+		if len(vs) > count {
+			return fieldErr(field, "has %d entries; at most %d are allowed", len(vs), count)
+		}
+		for i, v := range vs {
+			if err := str(fmt.Sprintf("%s[%d]", field, i), v, itemLimit); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	checks := []error{
+		str("cron", s.Cron, MaxCronLen),
+		str("rrule", s.RRule, MaxRRuleLen),
+		str("timezone", s.Timezone, MaxTimezoneLen),
+		str("fireAtUtc", s.FireAtUTC, MaxInstantLen),
+		str("startAt", s.StartAt, MaxInstantLen),
+		str("endAtUtc", s.EndAtUTC, MaxInstantLen),
+		str("catchUp", s.CatchUp, MaxKeywordLen),
+		list("scheduleTimes", s.ScheduleTimes, maxTimesPerDay, MaxTimeOfDayLen),
+	}
+	if len(s.ScheduleDaysOfWeek) > MaxWeekdaysListed {
+		checks = append(checks, fieldErr("scheduleDaysOfWeek", "has %d entries; at most %d are allowed", len(s.ScheduleDaysOfWeek), MaxWeekdaysListed))
+	}
+	if r := s.Recurrence; r != nil {
+		checks = append(checks,
+			str("recurrence.frequency", r.Frequency, MaxKeywordLen),
+			list("recurrence.times", r.Times, maxTimesPerDay, MaxTimeOfDayLen),
+			list("recurrence.weekdays", r.Weekdays, MaxWeekdaysListed, MaxKeywordLen))
+		if r.NthWeekday != nil {
+			checks = append(checks, str("recurrence.nthWeekday.weekday", r.NthWeekday.Weekday, MaxKeywordLen))
+		}
+	}
+	for _, err := range checks {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 var weekdayCodes = map[string]time.Weekday{

@@ -2,6 +2,7 @@ package scheduler
 
 import (
 	"errors"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -265,5 +266,62 @@ func TestScheduleSpecIsCanonicalReady(t *testing.T) {
 	}
 	if err := DefaultConfig().Validate(); err != nil {
 		t.Error(err)
+	}
+}
+
+// Issue 12 item 16: the free-form schedule fields have limits far below the
+// 1 MiB request body, checked before anything is parsed, and a value over
+// its limit is refused naming the field (and without echoing it).
+func TestSpecLengthLimits(t *testing.T) {
+	now := time.Date(2024, 3, 1, 0, 0, 0, 0, time.UTC)
+	long := strings.Repeat("1,", 100_000) + "1"
+	many := func(n int, v string) []string {
+		out := make([]string, n)
+		for i := range out {
+			out[i] = v
+		}
+		return out
+	}
+	tests := []struct {
+		name  string
+		spec  Spec
+		field string
+	}{
+		{"cron", Spec{Cron: long + " * * * *"}, "cron"},
+		{"rrule", Spec{RRule: "FREQ=DAILY;BYHOUR=" + long}, "rrule"},
+		{"recurrence.times count", Spec{Recurrence: &Recurrence{Frequency: "daily", Times: many(maxTimesPerDay+1, "09:00")}}, "recurrence.times"},
+		{"recurrence.times item", Spec{Recurrence: &Recurrence{Frequency: "daily", Times: []string{strings.Repeat("0", 5000)}}}, "recurrence.times[0]"},
+		{"recurrence.weekdays", Spec{Recurrence: &Recurrence{Frequency: "weekly", Weekdays: many(1000, "MO"), Times: []string{"09:00"}}}, "recurrence.weekdays"},
+		{"recurrence.frequency", Spec{Recurrence: &Recurrence{Frequency: strings.Repeat("d", 5000), Times: []string{"09:00"}}}, "recurrence.frequency"},
+		{"scheduleTimes count", Spec{ScheduleTimes: many(maxTimesPerDay+1, "09:00")}, "scheduleTimes"},
+		{"scheduleTimes item", Spec{ScheduleTimes: []string{strings.Repeat("9", 5000)}}, "scheduleTimes[0]"},
+		{"scheduleDaysOfWeek", Spec{ScheduleTimes: []string{"09:00"}, ScheduleDaysOfWeek: make([]int, 1000)}, "scheduleDaysOfWeek"},
+		{"timezone", Spec{Cron: "0 9 * * *", Timezone: strings.Repeat("Europe/", 1000)}, "timezone"},
+		{"startAt", Spec{Cron: "0 9 * * *", StartAt: strings.Repeat("2", 5000)}, "startAt"},
+		{"fireAtUtc", Spec{FireAtUTC: strings.Repeat("2", 5000)}, "fireAtUtc"},
+		{"catchUp", Spec{Cron: "0 9 * * *", CatchUp: strings.Repeat("x", 5000)}, "catchUp"},
+	}
+	for _, tt := range tests {
+		err := tt.spec.Validate(DefaultConfig(), now)
+		var fe *FieldError
+		if !errors.As(err, &fe) || fe.Field != tt.field || !strings.Contains(fe.Message, "at most") || len(fe.Message) > 300 {
+			t.Errorf("%s: got %.300v; want a short error naming %q with its limit", tt.name, err, tt.field)
+		}
+	}
+	// The longest useful values still pass: every minute listed in cron,
+	// all 1,440 minutes of a day.
+	var mins []string
+	for m := range 60 {
+		mins = append(mins, fmt.Sprint(m))
+	}
+	if err := (Spec{Cron: strings.Join(mins, ",") + " * * * *"}).Validate(DefaultConfig(), now); err != nil {
+		t.Errorf("cron listing every minute: %v", err)
+	}
+	var day []string
+	for m := range maxTimesPerDay {
+		day = append(day, fmt.Sprintf("%02d:%02d", m/60, m%60))
+	}
+	if err := (Spec{ScheduleTimes: day}).Validate(DefaultConfig(), now); err != nil {
+		t.Errorf("every minute of the day: %v", err)
 	}
 }

@@ -184,7 +184,7 @@ func TestCLI(t *testing.T) {
 			"--max-retries", "2")
 		weekly = value(t, out, "id")
 		has(t, out, "weekly report", "recurrence", `"frequency":"weekly"`, `"weekdays":["TU"]`, "Europe/Rome",
-			"X-Note=a,b X-Team=ops", `{"order":42}`, "2 attempts", "POST "+hook.URL+"/ok")
+			"X-Note=******** X-Team=********", `{"order":42}`, "2 attempts", "POST "+hook.URL+"/ok")
 		payload := filepath.Join(t.TempDir(), "payload.json")
 		if err := os.WriteFile(payload, []byte(`{"from":"file"}`), 0o600); err != nil {
 			t.Fatal(err)
@@ -245,7 +245,7 @@ func TestCLI(t *testing.T) {
 		has(t, fails(t, 1, "jobs", "get", "job_missing"), "not_found (HTTP 404)")
 
 		out = ok(t, "jobs", "update", weekly, "--name", "hourly report", "--every", "1h", "--manual-completion")
-		has(t, out, "hourly report", "interval", `"recurrenceSeconds":3600`, "X-Team=ops")
+		has(t, out, "hourly report", "interval", `"recurrenceSeconds":3600`, "X-Team=********")
 		if value(t, out, "manual completion") != "true" {
 			t.Fatalf("update: %s", out)
 		}
