@@ -165,8 +165,10 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if f.diskReserve < 1<<20 {
 		return fmt.Errorf("--disk-reserve %s: keep at least 1MiB, what Raft's own writes need while the node refuses the rest", f.diskReserve.String())
 	}
-	if f.rootToken != "" && len(f.rootToken) < api.MinTokenLen {
-		return fmt.Errorf("CHIME_ROOT_TOKEN / --root-token: use at least %d characters", api.MinTokenLen)
+	if f.rootToken != "" {
+		if err := api.ValidateRootToken(f.rootToken); err != nil {
+			return err
+		}
 	}
 	schedCfg := scheduler.DefaultConfig()
 	schedCfg.DefaultTimezone = f.defaultTimezone
