@@ -56,6 +56,8 @@ type wireError struct {
 	Code    string `msgpack:"c"`
 	Message string `msgpack:"m,omitempty"`
 	Field   string `msgpack:"f,omitempty"`
+	// RetryAfterMs carries fsm.Error's, for a quota error.
+	RetryAfterMs int64 `msgpack:"ra,omitempty"`
 }
 
 type wireResult struct {
@@ -71,7 +73,7 @@ func toWireError(err error) *wireError {
 	}
 	var fe *fsm.Error
 	if errors.As(err, &fe) {
-		return &wireError{Code: fe.Code, Message: fe.Message, Field: fe.Field}
+		return &wireError{Code: fe.Code, Message: fe.Message, Field: fe.Field, RetryAfterMs: fe.RetryAfterMs}
 	}
 	code := codeInternal
 	switch {
@@ -108,7 +110,11 @@ func fromWireError(w *wireError) error {
 	case codeInternal:
 		return fmt.Errorf("leader: %s", w.Message)
 	}
-	return fsm.ErrorFromCode(w.Code, w.Message, w.Field)
+	err := fsm.ErrorFromCode(w.Code, w.Message, w.Field)
+	if fe, ok := err.(*fsm.Error); ok {
+		fe.RetryAfterMs = w.RetryAfterMs
+	}
+	return err
 }
 
 func toWire(r *fsm.Result) *wireResult {
