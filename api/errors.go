@@ -63,6 +63,8 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg, Field: field}
 	case errors.Is(err, scheduler.ErrJobNotTriggerable):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg, Field: "status"}
+	case errors.Is(err, cluster.ErrUnverifiedSnapshot): // before ErrBadSnapshot, which it wraps
+		return &Error{Status: http.StatusBadRequest, Code: "unverified_snapshot", Message: msg, Field: "foreign"}
 	case errors.Is(err, cluster.ErrBadSnapshot):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_snapshot", Message: msg}
 	case errors.Is(err, cluster.ErrNoLeader):

@@ -26,7 +26,11 @@ type Cluster interface {
 	Status() cluster.Status
 	TransferLeadership(ctx context.Context, to string) error
 	RemovePeer(ctx context.Context, id string) error
-	Restore(ctx context.Context, r io.Reader) error
+	// Restore verifies the backup's signature (see cluster/backup.go) and
+	// replaces the whole state with it.
+	Restore(ctx context.Context, r io.Reader, opts cluster.RestoreOptions) error
+	// WriteBackup streams a signed backup of st.
+	WriteBackup(w io.Writer, st *fsm.State) error
 	// DeliveryNodes lists the nodes a new or re-queued delivery may be placed
 	// on (live followers, else the leader), sorted; the API places the
 	// deliveries of a manual trigger, a retry or a release itself, because

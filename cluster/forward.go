@@ -43,6 +43,7 @@ const (
 	codeShutdown        = "shutdown"
 	codeInternal        = "internal"
 	codeBadSnapshotBody = "invalid_snapshot"
+	codeUnverified      = "unverified_snapshot"
 )
 
 // ErrTimeout: the cluster did not answer within the request's deadline.
@@ -85,6 +86,8 @@ func toWireError(err error) *wireError {
 		code = codeTimeout
 	case errors.Is(err, ErrShutdown):
 		code = codeShutdown
+	case errors.Is(err, errUnverifiedSnapshot): // before errBadSnapshot, which it wraps
+		code = codeUnverified
 	case errors.Is(err, errBadSnapshot):
 		code = codeBadSnapshotBody
 	}
@@ -104,6 +107,8 @@ func fromWireError(w *wireError) error {
 		return ErrTimeout
 	case codeShutdown:
 		return fmt.Errorf("leader: %w", ErrShutdown)
+	case codeUnverified:
+		return fmt.Errorf("%w: %s", errUnverifiedSnapshot, strings.TrimPrefix(w.Message, errUnverifiedSnapshot.Error()+": "))
 	case codeBadSnapshotBody:
 		// The leader's message already starts with the sentinel's text.
 		return fmt.Errorf("%w: %s", errBadSnapshot, strings.TrimPrefix(w.Message, errBadSnapshot.Error()+": "))
@@ -621,7 +626,7 @@ func (c *Cluster) newForwardServer() *http.Server {
 	mux.HandleFunc("POST "+pathRestore, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := requestCtx(r)
 		defer cancel()
-		writeWireErr(w, c.restoreLocal(ctx, r.Body))
+		writeWireErr(w, c.restoreLocal(ctx, r.Body, RestoreOptions{Foreign: r.URL.Query().Get("foreign") == "true"}))
 	})
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: newStdLogger(c.logger, "forward")}
 }
