@@ -55,3 +55,39 @@ func TestLimits(t *testing.T) {
 		t.Fatalf("after reset: %+v", pl)
 	}
 }
+
+// A scheduled fire that would take the project over maxUndelivered is not
+// lost silently: its occurrence is skipped with the reason, and the
+// schedule goes on; a manual trigger is refused with 429 and Retry-After.
+func TestScheduledFireOverQuotaIsSkippedVisibly(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	c := client.New(startNode(t), rootToken)
+	_, err := c.SetProjectLimits(ctx, "default", client.LimitsPatch{MaxUndelivered: client.Ptr[int64](1)})
+	noErr(t, err)
+	// A refused target: the first delivery stays undelivered (retrying).
+	job, err := c.CreateJob(ctx, client.JobRequest{Schedule: client.Schedule{RecurrenceSeconds: client.Ptr[int64](1)},
+		CallbackURL: "http://127.0.0.1:1/refused", MaxRetries: 20})
+	noErr(t, err)
+	var skipped *client.Occurrence
+	for skipped == nil {
+		if ctx.Err() != nil {
+			t.Fatal("no occurrence was skipped for the quota")
+		}
+		time.Sleep(200 * time.Millisecond)
+		page, err := c.ListOccurrences(ctx, job.ID, client.OccurrenceListOptions{})
+		noErr(t, err)
+		for i, o := range page.Items {
+			if o.Status == "skipped" {
+				skipped = &page.Items[i]
+			}
+		}
+	}
+	if skipped.SkipReason == "" || skipped.CompletedAt == nil {
+		t.Fatalf("skipped without a reason: %+v", skipped)
+	}
+	_, err = c.TriggerJob(ctx, job.ID)
+	if e := apiError(t, err, 429, "quota_exceeded", "maxUndelivered"); e.RetryAfter != 30*time.Second {
+		t.Fatalf("Retry-After %s", e.RetryAfter)
+	}
+}
