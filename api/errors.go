@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
-	"time"
 
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
@@ -68,8 +67,6 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusBadRequest, Code: "unverified_snapshot", Message: msg, Field: "foreign"}
 	case errors.Is(err, cluster.ErrBadSnapshot):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_snapshot", Message: msg}
-	case errors.Is(err, cluster.ErrDiskFull):
-		return &Error{Status: http.StatusServiceUnavailable, Code: "disk_full", Message: msg, RetryAfter: int64(cluster.DiskRetryAfter / time.Second)}
 	case errors.Is(err, cluster.ErrNoLeader):
 		return &Error{Status: http.StatusServiceUnavailable, Code: "no_leader", Message: msg}
 	case errors.Is(err, cluster.ErrLeadershipLost), errors.Is(err, cluster.ErrLeaderUnreachable):
@@ -94,7 +91,7 @@ func fail(c *gin.Context, logger *slog.Logger, err error) {
 		if e.Code == "internal" {
 			logger.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "error", err)
 		}
-		if e.Status == http.StatusServiceUnavailable && e.RetryAfter == 0 {
+		if e.Status == http.StatusServiceUnavailable {
 			// Every 503 here is transient: an election, a catch-up, a shutdown.
 			c.Header("Retry-After", "1")
 		}

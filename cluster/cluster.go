@@ -67,10 +67,6 @@ type Config struct {
 	SnapshotInterval                                                     time.Duration
 	TrailingLogs                                                         uint64
 
-	// FreeSpace reports the free bytes under DataDir (disk.go); nil uses
-	// statfs. Tests inject a full disk with it.
-	FreeSpace func() (uint64, error)
-
 	// Gossip tuning; zero keeps memberlist's LAN defaults.
 	ProbeInterval, ProbeTimeout, GossipInterval time.Duration
 	SuspicionMult                               int
@@ -118,8 +114,6 @@ type Cluster struct {
 	raftDone    chan struct{}
 	monitorDone chan struct{}
 	wg          sync.WaitGroup
-
-	disk diskGuard // free space under the data dir (disk.go)
 }
 
 var nodeIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$`)
@@ -341,9 +335,6 @@ func (c *Cluster) Start(hooks ...LeaderHook) error {
 	go func() { defer c.wg.Done(); c.bootstrap() }()
 	c.wg.Add(1)
 	go func() { defer c.wg.Done(); c.reconnect() }()
-	c.checkDisk()
-	c.wg.Add(1)
-	go func() { defer c.wg.Done(); c.watchDisk() }()
 	if len(c.cfg.Join) > 0 {
 		n, err := c.members.join(c.cfg.Join)
 		if err != nil && n == 0 {

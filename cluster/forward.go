@@ -44,7 +44,6 @@ const (
 	codeInternal        = "internal"
 	codeBadSnapshotBody = "invalid_snapshot"
 	codeUnverified      = "unverified_snapshot"
-	codeDiskFull        = "disk_full"
 )
 
 // ErrTimeout: the cluster did not answer within the request's deadline.
@@ -87,8 +86,6 @@ func toWireError(err error) *wireError {
 		code = codeTimeout
 	case errors.Is(err, ErrShutdown):
 		code = codeShutdown
-	case errors.Is(err, ErrDiskFull):
-		code = codeDiskFull
 	case errors.Is(err, errUnverifiedSnapshot): // before errBadSnapshot, which it wraps
 		code = codeUnverified
 	case errors.Is(err, errBadSnapshot):
@@ -110,8 +107,6 @@ func fromWireError(w *wireError) error {
 		return ErrTimeout
 	case codeShutdown:
 		return fmt.Errorf("leader: %w", ErrShutdown)
-	case codeDiskFull:
-		return fmt.Errorf("leader: %w: %s", ErrDiskFull, strings.TrimPrefix(w.Message, ErrDiskFull.Error()+": "))
 	case codeUnverified:
 		return fmt.Errorf("%w: %s", errUnverifiedSnapshot, strings.TrimPrefix(w.Message, errUnverifiedSnapshot.Error()+": "))
 	case codeBadSnapshotBody:
@@ -224,11 +219,6 @@ func (c *Cluster) forward(ctx context.Context, path string, body io.Reader, out 
 // returned error is the command's domain error when it failed in the FSM
 // (the Result is returned too), or a cluster error.
 func (c *Cluster) Apply(ctx context.Context, cmd []byte) (*fsm.Result, error) {
-	// This node could not store the entry to apply it: say so at once
-	// rather than time out waiting for it.
-	if err := c.diskErr(); err != nil {
-		return nil, err
-	}
 	var res *fsm.Result
 	err := c.withLeader(ctx, func(ctx context.Context) error {
 		var err error
@@ -288,12 +278,6 @@ func (c *Cluster) applyOnce(ctx context.Context, cmd []byte) (*fsm.Result, error
 // request with its own result. All entries are submitted before any is
 // waited for, so Raft can still write them to its log together.
 func (c *Cluster) commitLocal(batch []*applyReq) {
-	if err := c.diskErr(); err != nil { // a store would fail, and depose us
-		for _, r := range batch {
-			r.answer(nil, err)
-		}
-		return
-	}
 	timeout := remainingOf(batch, c.cfg.ApplyTimeout)
 	type entry struct {
 		reqs   []*applyReq
@@ -493,10 +477,6 @@ func raftErr(err error) error {
 		return ErrTimeout
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrShutdown
-	case isNoSpace(err):
-		// Raft could not store the entry (and deposed itself): nothing was
-		// committed.
-		return fmt.Errorf("%w: %v", ErrDiskFull, err)
 	}
 	return err
 }

@@ -23,7 +23,6 @@ type testNode struct {
 	key                  string
 	expect               int
 	join                 []string
-	free                 func() (uint64, error) // nil: the real disk
 	c                    *Cluster
 }
 
@@ -45,7 +44,7 @@ func (n *testNode) start(t *testing.T) {
 		HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond,
 		LeaderLeaseTimeout: 150 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
 		ProbeInterval: 200 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond,
-		GossipInterval: 50 * time.Millisecond, SuspicionMult: 2, FreeSpace: n.free,
+		GossipInterval: 50 * time.Millisecond, SuspicionMult: 2,
 	})
 	if err != nil {
 		t.Fatalf("start %s: %v", n.id, err)
@@ -63,7 +62,7 @@ type testCluster struct {
 
 // newTestCluster starts size nodes that bootstrap together, and stops every
 // one of them when the test ends.
-func newTestCluster(t *testing.T, size int, opts ...func(*testNode)) *testCluster {
+func newTestCluster(t *testing.T, size int) *testCluster {
 	t.Helper()
 	tc := &testCluster{t: t}
 	for i := range size {
@@ -83,9 +82,6 @@ func newTestCluster(t *testing.T, size int, opts ...func(*testNode)) *testCluste
 			if o != n {
 				n.join = append(n.join, o.gossipAddr)
 			}
-		}
-		for _, o := range opts {
-			o(n)
 		}
 		n.start(t)
 	}

@@ -115,9 +115,6 @@ func (c *Cluster) Readiness() (bool, string) {
 	if state == raft.Shutdown {
 		return false, "raft is shut down"
 	}
-	if err := c.diskErr(); err != nil {
-		return false, err.Error()
-	}
 	addr, id := c.raft.LeaderWithID()
 	if addr == "" {
 		return false, "no leader known (election in progress or quorum lost)"
