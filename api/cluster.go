@@ -5,7 +5,7 @@ import (
 	"net/http"
 	"time"
 
-	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/cluster"
 	"github.com/gin-gonic/gin"
 )
 
@@ -65,7 +65,7 @@ func (s *Server) snapshot(c *gin.Context) error {
 	c.Header("Content-Type", "application/octet-stream")
 	c.Header("Content-Disposition", `attachment; filename="`+name+`"`)
 	c.Status(http.StatusOK)
-	if err := fsm.WriteSnapshot(c.Writer, st); err != nil {
+	if err := s.cfg.Cluster.WriteBackup(c.Writer, st); err != nil {
 		// The status line is gone; a truncated stream fails the restore's
 		// end-marker check, so a partial download can never be restored.
 		s.logger.Error("snapshot download failed", "error", err)
@@ -73,10 +73,16 @@ func (s *Server) snapshot(c *gin.Context) error {
 	return nil
 }
 
-// restore replaces the cluster's state with an uploaded snapshot.
+// restore replaces the cluster's state with an uploaded backup. One this
+// cluster did not sign (another cluster's, or an older release's) needs
+// ?foreign=true.
 func (s *Server) restore(c *gin.Context) error {
 	start := time.Now()
-	if err := s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body); err != nil {
+	foreign, err := boolParam(c, "foreign")
+	if err != nil {
+		return err
+	}
+	if err := s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body, cluster.RestoreOptions{Foreign: foreign}); err != nil {
 		return err
 	}
 	// Through a follower the restore ran on the leader: catch up first, so

@@ -49,4 +49,13 @@
 //   - Bulk operator actions (replay, release) are chunked into commands of at
 //     most 500 actions, so one request never becomes a Raft entry that stalls
 //     every other write.
+//   - Quotas (limits.go): the FSM enforces per-project counts and rates for
+//     the whole cluster; handlers pre-check them against the local state so
+//     a refused write rarely reaches the log, and check minIntervalSeconds
+//     (a schedule, which the FSM never interprets) for good. A quota is a
+//     429 quota_exceeded naming the limit, with Retry-After where waiting
+//     helps; limits are changed only by an admin token bound to no project.
+//   - Backups are written and verified by cluster (backup.go): the snapshot
+//     route streams a signed file, and restore takes ?foreign=true for one
+//     this cluster did not sign.
 package api

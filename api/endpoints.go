@@ -153,6 +153,9 @@ func (s *Server) createEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
+	if err := s.checkQuota(ep.Project, fsm.QuotaCreateEndpoint); err != nil {
+		return err
+	}
 	_, stored, err := putNew(s, c, fsm.TableEndpoints, ep, ep.ID, (*fsm.State).Endpoint)
 	if err != nil {
 		return err
@@ -283,6 +286,9 @@ func (s *Server) disableEndpoint(c *gin.Context) error {
 func (s *Server) testEndpoint(c *gin.Context) error {
 	_, ep, err := s.loadEndpoint(c)
 	if err != nil {
+		return err
+	}
+	if err := s.checkQuota(ep.Project, fsm.QuotaPublish); err != nil {
 		return err
 	}
 	now := s.cfg.Now()

@@ -20,8 +20,8 @@ type Error struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
 	Field   string `json:"field,omitempty"`
-	// RetryAfter, in seconds, overrides the Retry-After of a 503.
-	RetryAfter int `json:"-"`
+	// RetryAfter, in seconds, becomes the Retry-After header (0: none).
+	RetryAfter int64 `json:"-"`
 }
 
 func (e *Error) Error() string { return e.Message }
@@ -58,10 +58,21 @@ func toHTTP(err error) *Error {
 		return &Error{Status: http.StatusNotFound, Code: "not_found", Message: msg, Field: field}
 	case errors.Is(err, fsm.ErrConflict):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg, Field: field}
+	case errors.Is(err, fsm.ErrQuota):
+		// 429 for every limit; Retry-After only where waiting helps (a
+		// rate, or deliveries that will settle), not for a count of jobs
+		// or endpoints that only a delete or an admin can change.
+		var ra int64
+		if fe != nil && fe.RetryAfterMs > 0 {
+			ra = (fe.RetryAfterMs + 999) / 1000
+		}
+		return &Error{Status: http.StatusTooManyRequests, Code: fsm.CodeQuota, Message: msg, Field: field, RetryAfter: ra}
 	case errors.Is(err, fsm.ErrInvalid):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_request", Message: msg, Field: field}
 	case errors.Is(err, scheduler.ErrJobNotTriggerable):
 		return &Error{Status: http.StatusConflict, Code: "conflict", Message: msg, Field: "status"}
+	case errors.Is(err, cluster.ErrUnverifiedSnapshot): // before ErrBadSnapshot, which it wraps
+		return &Error{Status: http.StatusBadRequest, Code: "unverified_snapshot", Message: msg, Field: "foreign"}
 	case errors.Is(err, cluster.ErrBadSnapshot):
 		return &Error{Status: http.StatusBadRequest, Code: "invalid_snapshot", Message: msg}
 	case errors.Is(err, cluster.ErrNoLeader):
@@ -86,18 +97,17 @@ func toHTTP(err error) *Error {
 // fail writes err as the error body and stops the handler chain.
 func fail(c *gin.Context, logger *slog.Logger, err error) {
 	e := toHTTP(err)
+	if e.RetryAfter > 0 {
+		c.Header("Retry-After", strconv.FormatInt(e.RetryAfter, 10))
+	}
 	if e.Status >= 500 {
 		if e.Code == "internal" {
 			logger.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "error", err)
 		}
-		if e.Status == http.StatusServiceUnavailable {
+		if e.Status == http.StatusServiceUnavailable && e.RetryAfter == 0 {
 			// Every 503 here is transient: an election, a catch-up, a
-			// shutdown, a disk being freed.
-			retry := 1
-			if e.RetryAfter > 0 {
-				retry = e.RetryAfter
-			}
-			c.Header("Retry-After", strconv.Itoa(retry))
+			// shutdown (a disk being freed says how long itself).
+			c.Header("Retry-After", "1")
 		}
 	}
 	c.AbortWithStatusJSON(e.Status, gin.H{"error": e})

@@ -165,6 +165,9 @@ func (s *Server) publishEvent(c *gin.Context) error {
 		c.JSON(http.StatusOK, eventOut(p))
 		return nil
 	}
+	if err := s.checkQuota(project, fsm.QuotaPublish); err != nil {
+		return err
+	}
 	_, stored, err := putNew(s, c, fsm.TableEvents, ev, ev.ID, (*fsm.State).Event)
 	if errors.Is(err, fsm.ErrConflict) && ev.IdempotencyKey != "" {
 		// A concurrent publish with the same key won the race.

@@ -138,6 +138,9 @@ func (s *Server) setSchedule(j *fsm.Job, spec scheduler.Spec, now time.Time) err
 	if err != nil {
 		return scheduleError(err)
 	}
+	if err := s.checkMinInterval(j.Project, spec, canonical, sch.Kind(), now); err != nil {
+		return err
+	}
 	policy := sch.Policy()
 	j.ScheduleKind, j.Schedule, j.ScheduleSetAt = sch.Kind(), canonical, fsm.MillisOf(now)
 	j.CooldownMs, j.MisfireGraceMs, j.CatchUp = policy.Cooldown.Milliseconds(), policy.MisfireGrace.Milliseconds(), policy.CatchUp
@@ -206,6 +209,9 @@ func scheduleError(err error) error {
 func (s *Server) createJob(c *gin.Context) error {
 	_, job, err := decodeNew(s, c, s.buildJob)
 	if err != nil {
+		return err
+	}
+	if err := s.checkQuota(job.Project, fsm.QuotaCreateJob); err != nil {
 		return err
 	}
 	st, stored, err := putNew(s, c, fsm.TableJobs, job, job.ID, (*fsm.State).Job)

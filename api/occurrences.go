@@ -23,6 +23,8 @@ type occurrenceJSON struct {
 	MissedCount    int64      `json:"missedCount"`
 	Manual         bool       `json:"manual"`
 	IdempotencyKey string     `json:"idempotencyKey"`
+	// SkipReason: why Chime skipped it (quota_exceeded: …), if it did.
+	SkipReason string `json:"skipReason,omitempty"`
 }
 
 type occurrenceDetailJSON struct {
@@ -34,7 +36,7 @@ func occurrenceOut(o *fsm.Occurrence) occurrenceJSON {
 	return occurrenceJSON{
 		ID: o.ID, Project: o.Project, JobID: o.JobID, Number: o.Number, Status: o.Status,
 		ScheduledFor: timePtr(o.ScheduledFor), FiredAt: timePtr(o.FiredAt), CompletedAt: timePtr(o.CompletedAt),
-		MissedCount: o.MissedCount, Manual: o.Manual, IdempotencyKey: o.IdempotencyKey,
+		MissedCount: o.MissedCount, Manual: o.Manual, IdempotencyKey: o.IdempotencyKey, SkipReason: o.SkipReason,
 	}
 }
 
@@ -152,6 +154,9 @@ func (s *Server) writeOccurrence(c *gin.Context, status int, id string) error {
 func (s *Server) triggerJob(c *gin.Context) error {
 	project, err := s.project(c)
 	if err != nil {
+		return err
+	}
+	if err := s.checkQuota(project, fsm.QuotaPublish); err != nil {
 		return err
 	}
 	id := c.Param("id")

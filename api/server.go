@@ -26,7 +26,11 @@ type Cluster interface {
 	Status() cluster.Status
 	TransferLeadership(ctx context.Context, to string) error
 	RemovePeer(ctx context.Context, id string) error
-	Restore(ctx context.Context, r io.Reader) error
+	// Restore verifies the backup's signature (see cluster/backup.go) and
+	// replaces the whole state with it.
+	Restore(ctx context.Context, r io.Reader, opts cluster.RestoreOptions) error
+	// WriteBackup streams a signed backup of st.
+	WriteBackup(w io.Writer, st *fsm.State) error
 	// DeliveryNodes lists the nodes a new or re-queued delivery may be placed
 	// on (live followers, else the leader), sorted; the API places the
 	// deliveries of a manual trigger, a retry or a release itself, because
@@ -139,6 +143,11 @@ func New(cfg Config) *Server {
 	v1.GET("/projects", read, s.handle(s.listProjects))
 	v1.GET("/projects/:name", read, s.handle(s.getProject))
 	v1.DELETE("/projects/:name", clusterAdmin, s.handle(s.deleteProject))
+	v1.GET("/projects/:name/limits", read, s.handle(s.getProjectLimits))
+	v1.PATCH("/projects/:name/limits", clusterAdmin, s.handle(s.patchProjectLimits))
+	v1.DELETE("/projects/:name/limits", clusterAdmin, s.handle(s.deleteProjectLimits))
+	v1.GET("/limits", read, s.handle(s.getClusterLimits))
+	v1.PATCH("/limits", clusterAdmin, s.handle(s.patchClusterLimits))
 
 	v1.POST("/jobs", write, s.idempotent, s.handle(s.createJob))
 	v1.GET("/jobs", read, s.handle(s.listJobs))
@@ -384,6 +393,17 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 	newProject := err != nil
 	if newProject {
 		cmd, err := fsm.BootstrapCommand(fsm.MillisOf(now()))
+		if err != nil {
+			return err
+		}
+		cmds = append(cmds, cmd)
+	}
+	if _, err := st.Limits(fsm.ClusterLimitsID); err != nil {
+		// A new cluster, or one upgraded from a build without quotas: the
+		// built-in defaults become the cluster's limits, as data.
+		l := fsm.DefaultLimits
+		l.UpdatedAt = fsm.MillisOf(now())
+		cmd, err := fsm.PutCommand(fsm.TableLimits, &l, fsm.PutOptions{IfAbsent: true})
 		if err != nil {
 			return err
 		}

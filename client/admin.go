@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 )
 
 // CreateToken is POST /v1/tokens (admin); the secret is in the answer, once.
@@ -110,7 +111,7 @@ func (c *Client) RemovePeer(ctx context.Context, nodeID string) error {
 }
 
 // SaveSnapshot is GET /v1/cluster/snapshot: a consistent snapshot of the
-// whole state, streamed into w. It returns the bytes written. A download cut
+// whole state, signed by the cluster (docs/operations.md), streamed into w. It returns the bytes written. A download cut
 // short cannot be restored (the stream ends with a marker), so a partial
 // file is harmless, but the caller should still discard it on error.
 func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (int64, error) {
@@ -126,13 +127,28 @@ func (c *Client) SaveSnapshot(ctx context.Context, w io.Writer) (int64, error) {
 	return n, nil
 }
 
+// RestoreOptions are the choices of a restore.
+type RestoreOptions struct {
+	// Foreign accepts a backup this cluster did not sign: one saved by
+	// another cluster (another cluster key) or by a release before backups
+	// were signed. Its integrity cannot be checked.
+	Foreign bool
+}
+
 // RestoreSnapshot is POST /v1/cluster/restore: the cluster's whole state is
-// replaced by the snapshot read from r. The upload is validated before the
-// cluster sees it; an invalid one changes nothing (an *Error with Code
-// "invalid_snapshot").
-func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader) (*RestoreResult, error) {
+// replaced by the backup read from r. The upload is verified and validated
+// before the cluster sees it; an invalid one changes nothing (an *Error with
+// Code "invalid_snapshot", e.g. a changed byte). One this cluster did not
+// sign is refused with Code "unverified_snapshot" unless opts says Foreign.
+func (c *Client) RestoreSnapshot(ctx context.Context, r io.Reader, opts ...RestoreOptions) (*RestoreResult, error) {
 	var out RestoreResult
-	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/cluster/restore", rawBody: r,
+	var q url.Values
+	for _, o := range opts {
+		if o.Foreign {
+			q = url.Values{"foreign": {"true"}}
+		}
+	}
+	err := c.do(ctx, request{method: http.MethodPost, path: "/v1/cluster/restore", query: q, rawBody: r,
 		contentType: "application/octet-stream", stream: true}, &out)
 	return ptrOrNil(&out, err)
 }

@@ -146,7 +146,7 @@ type Error struct {
 	Code    string
 	Field   string
 	Message string
-	// RetryAfter is the server's Retry-After (on 503s: an election, a
+	// RetryAfter is the server's Retry-After (on 429s: a rate limit; on 503s: an election, a
 	// catch-up, a shutdown), 0 when absent.
 	RetryAfter time.Duration
 }

@@ -229,6 +229,8 @@ type Occurrence struct {
 	MissedCount    int64      `json:"missedCount"`
 	Manual         bool       `json:"manual"`
 	IdempotencyKey string     `json:"idempotencyKey"`
+	// SkipReason says why Chime skipped it ("quota_exceeded: …"), if it did.
+	SkipReason string `json:"skipReason,omitempty"`
 }
 
 // OccurrenceDetail is an occurrence with its deliveries.

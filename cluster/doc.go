@@ -41,6 +41,13 @@
 //   - The leader adds alive members as voters, removes members that left
 //     gracefully, and keeps dead ones until an operator removes them, so a
 //     network blip never shrinks the quorum.
+//   - Backups (backup.go) are the FSM's snapshot stream followed by an
+//     HMAC-SHA256 trailer keyed with a key derived from the cluster key (its
+//     own label, never the node-authentication key). Restore verifies it on
+//     the leader before the scratch decode and before Raft: a changed byte is
+//     refused; a file this cluster did not sign needs RestoreOptions.Foreign.
+//     Raft's own snapshots between nodes are not signed: they travel over
+//     the authenticated transport.
 //   - Graceful shutdown: transfer leadership, stop leader work, leave gossip,
 //     then close Raft. Node ids are permanent and stored in the data dir.
 package cluster

@@ -44,6 +44,7 @@ const (
 	codeInternal        = "internal"
 	codeBadSnapshotBody = "invalid_snapshot"
 	codeDiskFull        = "disk_full"
+	codeUnverified      = "unverified_snapshot"
 )
 
 // ErrTimeout: the cluster did not answer within the request's deadline.
@@ -57,6 +58,8 @@ type wireError struct {
 	Code    string `msgpack:"c"`
 	Message string `msgpack:"m,omitempty"`
 	Field   string `msgpack:"f,omitempty"`
+	// RetryAfterMs carries fsm.Error's, for a quota error.
+	RetryAfterMs int64 `msgpack:"ra,omitempty"`
 }
 
 type wireResult struct {
@@ -72,7 +75,7 @@ func toWireError(err error) *wireError {
 	}
 	var fe *fsm.Error
 	if errors.As(err, &fe) {
-		return &wireError{Code: fe.Code, Message: fe.Message, Field: fe.Field}
+		return &wireError{Code: fe.Code, Message: fe.Message, Field: fe.Field, RetryAfterMs: fe.RetryAfterMs}
 	}
 	code := codeInternal
 	switch {
@@ -84,6 +87,8 @@ func toWireError(err error) *wireError {
 		code = codeTimeout
 	case errors.Is(err, ErrShutdown):
 		code = codeShutdown
+	case errors.Is(err, errUnverifiedSnapshot): // before errBadSnapshot, which it wraps
+		code = codeUnverified
 	case errors.Is(err, errBadSnapshot):
 		code = codeBadSnapshotBody
 	case errors.Is(err, ErrDiskFull):
@@ -105,6 +110,8 @@ func fromWireError(w *wireError) error {
 		return ErrTimeout
 	case codeShutdown:
 		return fmt.Errorf("leader: %w", ErrShutdown)
+	case codeUnverified:
+		return fmt.Errorf("%w: %s", errUnverifiedSnapshot, strings.TrimPrefix(w.Message, errUnverifiedSnapshot.Error()+": "))
 	case codeBadSnapshotBody:
 		// The leader's message already starts with the sentinel's text.
 		return fmt.Errorf("%w: %s", errBadSnapshot, strings.TrimPrefix(w.Message, errBadSnapshot.Error()+": "))
@@ -113,7 +120,11 @@ func fromWireError(w *wireError) error {
 	case codeInternal:
 		return fmt.Errorf("leader: %s", w.Message)
 	}
-	return fsm.ErrorFromCode(w.Code, w.Message, w.Field)
+	err := fsm.ErrorFromCode(w.Code, w.Message, w.Field)
+	if fe, ok := err.(*fsm.Error); ok {
+		fe.RetryAfterMs = w.RetryAfterMs
+	}
+	return err
 }
 
 func toWire(r *fsm.Result) *wireResult {
@@ -633,7 +644,7 @@ func (c *Cluster) newForwardServer() *http.Server {
 	mux.HandleFunc("POST "+pathRestore, func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := requestCtx(r)
 		defer cancel()
-		writeWireErr(w, c.restoreLocal(ctx, r.Body))
+		writeWireErr(w, c.restoreLocal(ctx, r.Body, RestoreOptions{Foreign: r.URL.Query().Get("foreign") == "true"}))
 	})
 	return &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: newStdLogger(c.logger, "forward")}
 }

@@ -5,8 +5,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
-	"os"
 	"time"
 
 	"github.com/chime-sched/chime/fsm"
@@ -124,54 +122,5 @@ func (c *Cluster) removeLocal(ctx context.Context, id string) error {
 	}
 	c.members.forget(id)
 	c.logger.Info("removed peer", "peer_id", id)
-	return nil
-}
-
-// Restore replaces the whole cluster state with the snapshot read from r.
-// The upload is spooled to a temporary file and fully validated before Raft
-// sees it: a bad file changes nothing.
-func (c *Cluster) Restore(ctx context.Context, r io.Reader) error {
-	if c.raft.State() == raft.Leader {
-		return c.restoreLocal(ctx, r)
-	}
-	return c.forward(ctx, pathRestore, r, nil)
-}
-
-func (c *Cluster) restoreLocal(ctx context.Context, r io.Reader) error {
-	if c.raft.State() != raft.Leader {
-		return ErrNoLeader
-	}
-	tmp, err := os.CreateTemp(c.cfg.DataDir, "restore-*.snap")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	defer tmp.Close()
-	size, err := io.Copy(tmp, r)
-	if err != nil {
-		return fmt.Errorf("receive snapshot: %w", err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	hdr, err := fsm.ReadSnapshotHeader(tmp)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errBadSnapshot, err)
-	}
-	// Decode it all into a scratch state machine first.
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	if err := fsm.New(c.logger).Restore(io.NopCloser(tmp)); err != nil {
-		return fmt.Errorf("%w: %v", errBadSnapshot, err)
-	}
-	if _, err := tmp.Seek(0, io.SeekStart); err != nil {
-		return err
-	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Index: hdr.Index, Term: hdr.Term, Size: size}
-	c.logger.Warn("restoring cluster state from snapshot", "snapshot_index", hdr.Index, "bytes", size)
-	if err := c.raft.Restore(meta, tmp, remaining(ctx, c.cfg.ApplyTimeout)); err != nil {
-		return fmt.Errorf("restore: %w", raftErr(err))
-	}
 	return nil
 }

@@ -56,6 +56,14 @@ func TestBenchPipeline(t *testing.T) {
 	defer cancel()
 	waitReady(ctx, t, 30*time.Second, c.procs...)
 	waitLeader(ctx, t, 10*time.Second, c.procs, "")
+	// The default limits protect a shared cluster (docs/operations.md,
+	// "Limits"); a benchmark is one tenant asking for everything, through
+	// the same admin API an operator uses.
+	if code, b, err := c.procs[0].do(ctx, "PATCH", "/v1/projects/default/limits", map[string]any{
+		"maxJobs": 0, "maxUndelivered": 0, "createsPerSecond": 0, "publishesPerSecond": 0,
+	}, nil); err != nil || code != 200 {
+		t.Fatalf("raise the benchmark project's limits: %d %s %v", code, b, err)
+	}
 
 	// Creates: concurrent clients (CHIME_BENCH_CLIENTS, default 96), round-robin over the nodes. The first
 	// slot is far enough ahead that no job fires while others are created.

@@ -24,6 +24,9 @@ type applier struct {
 	// endpoints caches each project's endpoints for lifecycle events during
 	// one command (see subscribers).
 	endpoints map[string][]*Endpoint
+	// usage holds the quota usage rows this transaction changed (quota.go);
+	// flushUsage stores them before the commit.
+	usage map[string]*Usage
 }
 
 func (a *applier) command(data []byte, nested bool) *Result {
@@ -156,12 +159,18 @@ func (a *applier) mustInsert(table string, obj any) {
 	if r, ok := obj.(sharer); ok {
 		r.shareStrings()
 	}
+	if countedTable(table) {
+		a.recount(table, obj, false)
+	}
 	if err := a.txn.Insert(table, obj); err != nil {
 		panic(fmt.Sprintf("fsm: insert into %s at raft index %d: %v", table, a.index, err))
 	}
 }
 
 func (a *applier) mustDelete(table string, obj any) {
+	if countedTable(table) {
+		a.recount(table, obj, true)
+	}
 	if err := a.txn.Delete(table, obj); err != nil {
 		panic(fmt.Sprintf("fsm: delete from %s at raft index %d: %v", table, a.index, err))
 	}
@@ -277,6 +286,10 @@ func (a *applier) put(b *Put) *Error {
 		}
 	}
 
+	if e := a.putQuota(existing, rec); e != nil {
+		return e
+	}
+
 	created := a.index
 	if existing != nil {
 		created, _ = existing.indexes()
@@ -336,6 +349,9 @@ func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
 	}
 	a.mustDelete(t.name, existing)
 	a.rearchive(t, id)
+	if t.name == TableProjects {
+		a.deleteProjectQuota(id)
+	}
 	if t.name == TableEndpoints {
 		a.endpoints = nil // the subscriber set changed
 	}

@@ -63,6 +63,16 @@
 //   - A Batch may carry a Guard (a record that must still be at an index) and
 //     StopOnError; the API uses both to tie a keyed request's write to its
 //     Idempotency-Key claim in one command.
+//   - Per-project quotas (quota.go) are enforced here, so they hold
+//     whichever node takes the writes: live jobs, endpoints and undelivered
+//     deliveries are counted by mustInsert/mustDelete in the transaction
+//     that changes them (derived, rebuilt on restore); create and publish
+//     rates are GCRA buckets in integer microseconds fed with the time the
+//     API node stamped on the record, kept in the usage table and carried in
+//     snapshots. A scheduled fire over the undelivered limit is stored as a
+//     skipped occurrence with a SkipReason, never dropped silently. Limits
+//     are rows (cluster "*" and per project), not constants, so changing
+//     DefaultLimits in a release does not change a running cluster.
 //   - ext.go lets a build tag add tables, command types and snapshot records
 //     without touching the code above. The default build adds none; the
 //     chime_next tag (next.go) plays a newer version with an ignorable command

@@ -28,6 +28,9 @@ type Error struct {
 	Code    string // stable: "not_found", "conflict", "invalid"
 	Message string
 	Field   string // the offending field, when there is one
+	// RetryAfterMs is, for ErrQuota, how long to wait before trying again
+	// (0: waiting alone does not help, e.g. a count limit).
+	RetryAfterMs int64
 }
 
 func (e *Error) Error() string {
@@ -53,6 +56,8 @@ func ErrorFromCode(code, message, field string) error {
 		kind = ErrConflict
 	case CodeInvalid:
 		kind = ErrInvalid
+	case CodeQuota:
+		kind = ErrQuota
 	}
 	return &Error{Kind: kind, Code: code, Message: message, Field: field}
 }

@@ -100,6 +100,7 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		a.index, a.eventIDs = l.Index, nil
 		out[i] = a.command(l.Data, false)
 	}
+	a.flushUsage()
 	last := logs[len(logs)-1]
 	a.mustInsert(tableMeta, &meta{Key: metaKey, Index: last.Index, Term: last.Term})
 	txn.Commit()

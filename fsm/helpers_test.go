@@ -191,7 +191,13 @@ func fullJob(id, project string, next Millis) *Job {
 func fullOccurrence(id, job, project string, n int64, status string, done Millis) *Occurrence {
 	return &Occurrence{ID: id, JobID: job, Project: project, Number: n, IdentityKey: fmt.Sprintf("%s@%d", job, n),
 		ScheduledFor: 1700000000000 + Millis(n), FiredAt: 1700000000500 + Millis(n), Status: status, MissedCount: 2,
-		Manual: true, IdempotencyKey: "idem-" + id, CompletedAt: done}
+		Manual: true, IdempotencyKey: "idem-" + id, CompletedAt: done, SkipReason: "quota_exceeded: test"}
+}
+
+// fullLimits sets every limit, high enough that fill's writes all pass.
+func fullLimits(id string) *Limits {
+	return &Limits{ID: id, MaxJobs: 100, MaxEndpoints: 100, MaxUndelivered: 100, CreatesPerSecond: 1000, CreateBurst: 1000,
+		PublishesPerSecond: 1000, PublishBurst: 1000, MinIntervalSeconds: 1, UpdatedAt: 1700000000000}
 }
 
 func fullEvent(id, project, status string, at Millis) *Event {
@@ -220,6 +226,7 @@ func fill(t testing.TB, h *harness) {
 	for _, p := range []string{"p1", "p2"} {
 		h.ok(must(t)(ProjectCreateCommand(*fullProject(p))))
 	}
+	h.ok(put(t, TableLimits, fullLimits(ClusterLimitsID)), put(t, TableLimits, fullLimits("p1")))
 	h.ok(
 		put(t, TableTokens, fullToken("tok-1", "p1")),
 		put(t, TableTokens, fullToken("tok-2", "p2")),

@@ -164,11 +164,26 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 	if e := a.checkNewDeliveries(job.Project, jf.Deliveries); e != nil {
 		return e
 	}
+	deliveries, skipWhy := jf.Deliveries, ""
+	if n := int64(len(deliveries)); n > 0 && jf.Occurrence != nil {
+		if jf.Occurrence.Manual { // a trigger is a publish: refused over quota
+			if e := a.quota(job.Project, QuotaPublish, at, n); e != nil {
+				return e
+			}
+		} else if e := a.fireQuota(job.Project, n); e != nil {
+			// A scheduled fire over quota is not refused (the schedule
+			// moves on as planned) but skipped, visibly, with its reason.
+			deliveries, skipWhy = nil, e.Message
+		}
+	}
 
 	job.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableJobs, &job)
 	if jf.Occurrence != nil {
 		o := *jf.Occurrence
+		if skipWhy != "" {
+			o.Status, o.CompletedAt, o.SkipReason = OccurrenceSkipped, at, "quota_exceeded: "+skipWhy
+		}
 		o.setIndexes(a.index, a.index)
 		a.storeOccurrence(nil, &o) // a cooldown occurrence is finished from the start
 		a.occurrenceEvent(EventOccurrenceCreated, &o, initiator)
@@ -184,7 +199,7 @@ func (a *applier) jobFire(at Millis, jf *JobFire, initiator string) *Error {
 		a.storeOccurrence(o, &m)
 		a.occurrenceEvent(EventOccurrenceMissed, &m, "")
 	}
-	a.insertDeliveries(jf.Deliveries)
+	a.insertDeliveries(deliveries)
 	return nil
 }
 

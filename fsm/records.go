@@ -200,8 +200,11 @@ type Occurrence struct {
 	Manual         bool   `msgpack:"manual,omitempty"`
 	IdempotencyKey string `msgpack:"idem,omitempty"`
 	CompletedAt    Millis `msgpack:"done,omitempty"`
-	CreateIndex    uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex    uint64 `msgpack:"mi,omitempty"`
+	// SkipReason says why Chime itself skipped the occurrence (a quota),
+	// "" when it was skipped by hand or not skipped.
+	SkipReason  string `msgpack:"skipwhy,omitempty"`
+	CreateIndex uint64 `msgpack:"ci,omitempty"`
+	ModifyIndex uint64 `msgpack:"mi,omitempty"`
 }
 
 // Terminal reports whether o is no longer pending.

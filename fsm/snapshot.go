@@ -299,6 +299,11 @@ func readSnapshot(r io.Reader) (*memdb.MemDB, *archive, SnapshotHeader, error) {
 			return nil, nil, hdr, fmt.Errorf("fsm: snapshot has %d %s, its header says %d", counts[t.name], t.name, want)
 		}
 	}
+	// Quota counts are derived from the records (a snapshot of an older
+	// version has none); the rate buckets come from the snapshot.
+	if err := rebuildUsage(txn); err != nil {
+		return nil, nil, hdr, fmt.Errorf("fsm: restore quota usage: %w", err)
+	}
 	if err := txn.Insert(tableMeta, &meta{Key: metaKey, Index: hdr.Index, Term: hdr.Term}); err != nil {
 		return nil, nil, hdr, fmt.Errorf("fsm: restore: %w", err)
 	}

@@ -264,6 +264,8 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 			IndexOccurrence, IndexEvent, IndexTerminal},
 		TableAttempts:    {IndexID},
 		TableIdempotency: {IndexID, IndexExpires}, // Prune reads expires
+		TableLimits:      {IndexID},
+		TableUsage:       {IndexID},
 	}
 	for _, td := range tableDefs {
 		var have []string

@@ -216,6 +216,12 @@ func report(stderr io.Writer, name, addr string, fields map[string]string, err e
 			fmt.Fprintln(stderr, "  give a valid token with --token or CHIME_TOKEN")
 		case ae.Status == 403:
 			fmt.Fprintln(stderr, "  this token lacks the scope or the reach for the call: use one that has it")
+		case ae.Code == "unverified_snapshot":
+			fmt.Fprintln(stderr, "  only if you trust this file (e.g. a backup of another cluster of yours), restore it with --foreign")
+		case ae.Status == 429 && ae.RetryAfter > 0:
+			fmt.Fprintf(stderr, "  a limit of the project (chime limits get): retry in %s\n", ae.RetryAfter)
+		case ae.Status == 429:
+			fmt.Fprintln(stderr, "  a limit of the project (chime limits get): delete something, or ask an admin to raise it")
 		case ae.RetryAfter > 0:
 			fmt.Fprintf(stderr, "  the node is busy (an election, a catch-up, a shutdown): retry in %s\n", ae.RetryAfter)
 		}

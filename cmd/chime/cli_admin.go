@@ -262,6 +262,7 @@ func snapshotSave(fs *flag.FlagSet) func(*cliEnv, []string) error {
 
 func snapshotRestore(fs *flag.FlagSet) func(*cliEnv, []string) error {
 	yes := fs.Bool("yes", false, "confirm: the cluster's whole state is replaced by the snapshot")
+	foreign := fs.Bool("foreign", false, "accept a snapshot this cluster did not sign (another cluster's, or saved by a release before signing); its integrity cannot be checked")
 	return func(e *cliEnv, args []string) error {
 		if !*yes {
 			return usagef("restore replaces every job, endpoint, token and delivery of the cluster with the snapshot's; run it again with --yes")
@@ -274,7 +275,7 @@ func snapshotRestore(fs *flag.FlagSet) func(*cliEnv, []string) error {
 			return err
 		}
 		defer f.Close()
-		r, err := e.c.RestoreSnapshot(e.ctx, f)
+		r, err := e.c.RestoreSnapshot(e.ctx, f, client.RestoreOptions{Foreign: *foreign})
 		if err != nil {
 			return err
 		}
