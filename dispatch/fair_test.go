@@ -1,0 +1,140 @@
+package dispatch_test
+
+import (
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/chime-sched/chime/dispatch"
+	"github.com/chime-sched/chime/fsm"
+)
+
+// lateReceiver records, per path, how late each call arrived (arrival minus
+// Chime-Scheduled-For); paths under /hang answer after hang (or when the
+// caller gives up), the others at once.
+type lateReceiver struct {
+	srv  *httptest.Server
+	hang time.Duration
+	stop chan struct{}
+	mu   sync.Mutex
+	late map[string][]time.Duration
+}
+
+func newLateReceiver(t *testing.T, hang time.Duration) *lateReceiver {
+	r := &lateReceiver{hang: hang, stop: make(chan struct{}), late: map[string][]time.Duration{}}
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if at, err := time.Parse(time.RFC3339Nano, req.Header.Get(dispatch.HeaderScheduledFor)); err == nil {
+			r.mu.Lock()
+			r.late[req.URL.Path] = append(r.late[req.URL.Path], time.Since(at))
+			r.mu.Unlock()
+		}
+		if req.URL.Path == "/hang" {
+			select {
+			case <-time.After(r.hang):
+			case <-req.Context().Done():
+			case <-r.stop:
+			}
+		}
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(func() { close(r.stop); r.srv.Close() })
+	return r
+}
+
+func (r *lateReceiver) lateness(path string) []time.Duration {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	out := slices.Clone(r.late[path])
+	slices.Sort(out)
+	return out
+}
+
+func pct(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	return sorted[min(len(sorted)-1, int(float64(len(sorted))*p))]
+}
+
+// TestFairDeliveryUnderAHangingTenant: project "hog" has a heavy backlog to
+// an endpoint that holds every call until (or past) its 1 s timeout, on a
+// node with 8 workers; project "default" publishes an event every 150 ms to
+// a fast receiver. Its p99 lateness at the receiver must stay under 1 s.
+// Before per-project queues and fair shares, the backlog (120 calls of ~1 s
+// on 8 workers, about 15 s) sat ahead of every default delivery in the
+// node's due order. "slow" answers just within the timeout, so only fair
+// sharing helps (no breaker opens); "hanging" sleeps past the timeout, so
+// the breaker opens too, and the held-back deliveries must be neither
+// attempted nor failed.
+func TestFairDeliveryUnderAHangingTenant(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		hang time.Duration
+	}{{"slow", 900 * time.Millisecond}, {"hanging", 5 * time.Second}} {
+		t.Run(tc.name, func(t *testing.T) {
+			rcv := newLateReceiver(t, tc.hang)
+			n := startNodeWith(t, dispatch.DispatcherConfig{Workers: 8,
+				Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: dispatch.TargetPolicy{AllowPrivate: true}})})
+			n.call(t, "POST", "/v1/projects", map[string]any{"name": "hog"}, 201)
+			hogEP := n.call(t, "POST", "/v1/endpoints?project=hog", map[string]any{"url": rcv.srv.URL + "/hang",
+				"eventTypes": []string{"hog.work"}, "timeoutSeconds": 1, "retryPolicy": fastRetry(1)}, 201)
+			n.call(t, "POST", "/v1/endpoints", map[string]any{"url": rcv.srv.URL + "/fast",
+				"eventTypes": []string{"calm.tick"}, "timeoutSeconds": 1}, 201)
+
+			const backlog, ticks = 120, 40
+			for i := range backlog {
+				n.call(t, "POST", "/v1/events?project=hog", map[string]any{"type": "hog.work", "data": map[string]any{"i": i}}, 202)
+			}
+			for i := range ticks {
+				n.call(t, "POST", "/v1/events", map[string]any{"type": "calm.tick", "data": map[string]any{"i": i}}, 202)
+				time.Sleep(150 * time.Millisecond)
+			}
+			n.eventually(t, 10*time.Second, "every calm delivery", func() (bool, string) {
+				got := len(rcv.lateness("/fast"))
+				return got >= ticks, fmt.Sprintf("%d of %d", got, ticks)
+			})
+			late := rcv.lateness("/fast")
+			p50, p99 := pct(late, 0.50), pct(late, 0.99)
+			hog := rcv.lateness("/hang")
+			t.Logf("default project: %d deliveries, lateness p50 %s p99 %s max %s; hog calls made meanwhile: %d",
+				len(late), p50.Round(time.Millisecond), p99.Round(time.Millisecond), late[len(late)-1].Round(time.Millisecond), len(hog))
+			if p99 >= time.Second {
+				t.Errorf("default project's p99 lateness %s, want < 1s while hog's endpoint hangs", p99)
+			}
+			if len(hog) == 0 {
+				t.Errorf("hog got no call at all: fair, not starved")
+			}
+			if tc.name != "hanging" {
+				return
+			}
+			// The breaker is open, shown on the endpoint, and the held-back
+			// deliveries are still pending with no attempt used up.
+			ep := n.call(t, "GET", "/v1/endpoints/"+hogEP["id"].(string)+"?project=hog", nil, 200)
+			br, _ := ep["breaker"].(map[string]any)
+			if br == nil || br["state"] != fsm.BreakerOpen || br["since"] == nil || br["until"] == nil {
+				t.Errorf("hog endpoint breaker = %v, want open with since and until", ep["breaker"])
+			}
+			st := n.c.FSM().State()
+			ds, _ := st.DeliveriesByEndpoint(hogEP["id"].(string), "", 0)
+			attempted, waiting := 0, 0
+			for _, d := range ds {
+				switch {
+				case d.Attempts > 0:
+					attempted++
+				case d.Active():
+					waiting++
+				default:
+					t.Errorf("delivery %s is %s with no attempt", d.ID, d.Status)
+				}
+			}
+			t.Logf("hog: %d deliveries attempted (timed out), %d waiting for the breaker", attempted, waiting)
+			if attempted != len(hog) || waiting == 0 || attempted+waiting != backlog {
+				t.Errorf("hog: %d attempted, %d waiting, %d calls received; want attempts = calls and the rest waiting of %d", attempted, waiting, len(hog), backlog)
+			}
+		})
+	}
+}
