@@ -116,6 +116,7 @@ func New(cfg Config) *Server {
 	v1.GET("/projects", read, s.handle(s.listProjects))
 	v1.GET("/projects/:name", read, s.handle(s.getProject))
 	v1.DELETE("/projects/:name", clusterAdmin, s.handle(s.deleteProject))
+	v1.PUT("/projects/:name/allowed-target-cidrs", clusterAdmin, s.handle(s.putProjectTargets))
 
 	v1.POST("/jobs", write, s.idempotent, s.handle(s.createJob))
 	v1.GET("/jobs", read, s.handle(s.listJobs))

@@ -9,9 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -233,6 +236,21 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 		req.Header.Del("Content-Type")
 	}
 
+	policy := s.policy
+	if r.Policy != nil {
+		policy = *r.Policy
+	}
+	var remote atomic.Pointer[netip.Addr]
+	if policy.WithholdInternalBodies && !policy.AllowPrivate {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if ap, err := netip.ParseAddrPort(info.Conn.RemoteAddr().String()); err == nil {
+					a := ap.Addr().Unmap()
+					remote.Store(&a)
+				}
+			},
+		}))
+	}
 	resp, err := s.clientFor(r.Policy).Do(req)
 	if err != nil {
 		out = fail(describe(err, ctx, tctx, timeout))
@@ -261,6 +279,14 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 	}
 	resp.Body.Close()
 	out.Summary = summarize(data, SummaryBytes)
+	if a := remote.Load(); a != nil {
+		if err := (TargetPolicy{}).Check(*a); err != nil {
+			var re *RefusedError
+			if errors.As(err, &re) {
+				out.Summary = fmt.Sprintf("(response body not recorded: %s is %s, allowed by the node's --allowed-target-cidrs; an admin can grant the project this range to record it)", re.Addr, re.Reason)
+			}
+		}
+	}
 	out.Latency = time.Since(start)
 	return out
 }
