@@ -1,6 +1,7 @@
 package dispatch_test
 
 import (
+	"context"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -118,8 +119,11 @@ func TestFairDeliveryUnderAHangingTenant(t *testing.T) {
 			if br == nil || br["state"] != fsm.BreakerOpen || br["since"] == nil || br["until"] == nil {
 				t.Errorf("hog endpoint breaker = %v, want open with since and until", ep["breaker"])
 			}
-			st := n.c.FSM().State()
-			ds, _ := st.DeliveriesByEndpoint(hogEP["id"].(string), "", 0)
+			var ds []*fsm.Delivery
+			n.eventually(t, 10*time.Second, "every hog delivery fanned out", func() (bool, string) {
+				ds, _ = n.c.FSM().State().DeliveriesByEndpoint(hogEP["id"].(string), "", 0)
+				return len(ds) == backlog, fmt.Sprint(len(ds))
+			})
 			attempted, waiting := 0, 0
 			for _, d := range ds {
 				switch {
@@ -136,5 +140,119 @@ func TestFairDeliveryUnderAHangingTenant(t *testing.T) {
 				t.Errorf("hog: %d attempted, %d waiting, %d calls received; want attempts = calls and the rest waiting of %d", attempted, waiting, len(hog), backlog)
 			}
 		})
+	}
+}
+
+// slowReceiver answers 204 after delay and records arrivals and the highest
+// number of calls it had at once.
+type slowReceiver struct {
+	srv      *httptest.Server
+	mu       sync.Mutex
+	arrivals []time.Time
+	now, max int
+}
+
+func newSlowReceiver(t *testing.T, delay time.Duration) *slowReceiver {
+	r := &slowReceiver{}
+	stop := make(chan struct{})
+	r.srv = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		r.mu.Lock()
+		r.arrivals = append(r.arrivals, time.Now())
+		r.now++
+		r.max = max(r.max, r.now)
+		r.mu.Unlock()
+		select {
+		case <-time.After(delay):
+		case <-stop:
+		}
+		r.mu.Lock()
+		r.now--
+		r.mu.Unlock()
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	t.Cleanup(func() { close(stop); r.srv.Close() })
+	return r
+}
+
+func (r *slowReceiver) stats() ([]time.Time, int) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return slices.Clone(r.arrivals), r.max
+}
+
+func publish(t *testing.T, n *node, typ string, count int) {
+	for i := range count {
+		n.call(t, "POST", "/v1/events", map[string]any{"type": typ, "data": map[string]any{"i": i}}, 202)
+	}
+}
+
+func TestConcurrentCallsPerTargetAreCapped(t *testing.T) {
+	rcv := newSlowReceiver(t, 300*time.Millisecond)
+	n := startNodeWith(t, dispatch.DispatcherConfig{Workers: 8, MaxPerTarget: 2,
+		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: dispatch.TargetPolicy{AllowPrivate: true}})})
+	n.call(t, "POST", "/v1/endpoints", map[string]any{"url": rcv.srv.URL + "/capped", "eventTypes": []string{"x"}, "timeoutSeconds": 2}, 201)
+	publish(t, n, "x", 8)
+	n.eventually(t, 10*time.Second, "8 calls", func() (bool, string) {
+		got, _ := rcv.stats()
+		return len(got) == 8, fmt.Sprint(len(got))
+	})
+	if _, most := rcv.stats(); most != 2 {
+		t.Errorf("the endpoint had up to %d calls at once, want the cap, 2", most)
+	}
+}
+
+// An open breaker holds deliveries back untouched until its end; then one
+// probe goes alone, its answer closes the breaker, and the rest follow.
+func TestOpenBreakerHoldsDeliveriesThenSendsOneProbe(t *testing.T) {
+	rcv := newSlowReceiver(t, 300*time.Millisecond)
+	n := startNodeWith(t, dispatch.DispatcherConfig{Workers: 8,
+		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: dispatch.TargetPolicy{AllowPrivate: true}})})
+	ep := n.call(t, "POST", "/v1/endpoints", map[string]any{"url": rcv.srv.URL + "/flaky", "eventTypes": []string{"x"}, "timeoutSeconds": 2}, 201)
+	id := ep["id"].(string)
+	now := time.Now()
+	until := now.Add(1500 * time.Millisecond)
+	// As if five attempts had timed out just now (fsm's tests cover that).
+	cmd, err := fsm.PutCommand(fsm.TableBreakers, &fsm.Breaker{Key: fsm.BreakerKeyEndpoint(id), Project: "default", EndpointID: id,
+		Failures: fsm.BreakerThreshold, Opens: 1, OpenedAt: fsm.MillisOf(now), Until: fsm.MillisOf(until), UpdatedAt: fsm.MillisOf(now)},
+		fsm.PutOptions{IfAbsent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.c.Apply(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	publish(t, n, "x", 6)
+	time.Sleep(time.Until(until) - 300*time.Millisecond)
+	if got, _ := rcv.stats(); len(got) != 0 {
+		t.Fatalf("%d calls while the breaker was open", len(got))
+	}
+	ds, _ := n.c.FSM().State().DeliveriesByEndpoint(id, "", 0)
+	for _, d := range ds {
+		if d.Attempts != 0 || !d.Active() {
+			t.Errorf("held delivery %s: %s after %d attempts, want untouched", d.ID, d.Status, d.Attempts)
+		}
+	}
+	if br := n.call(t, "GET", "/v1/endpoints/"+id, nil, 200)["breaker"].(map[string]any); br["state"] != fsm.BreakerOpen {
+		t.Errorf("breaker shown as %v, want open", br)
+	}
+	n.eventually(t, 10*time.Second, "6 succeeded deliveries", func() (bool, string) {
+		ds, _ := n.c.FSM().State().DeliveriesByEndpoint(id, "", 0)
+		ok := 0
+		for _, d := range ds {
+			if d.Status == fsm.DeliverySucceeded && d.Attempts == 1 {
+				ok++
+			}
+		}
+		return ok == 6, fmt.Sprint(ok)
+	})
+	got, _ := rcv.stats()
+	if len(got) != 6 || got[0].Before(until.Add(-50*time.Millisecond)) {
+		t.Fatalf("calls at %v; want 6, the first after %v", got, until)
+	}
+	if gap := got[1].Sub(got[0]); gap < 250*time.Millisecond {
+		t.Errorf("the second call came %s after the probe, before the probe's answer (300 ms)", gap)
+	}
+	if b := n.c.FSM().State().Breaker(fsm.BreakerKeyEndpoint(id)); b != nil {
+		t.Errorf("breaker after the probe's answer: %+v, want closed (gone)", b)
 	}
 }
