@@ -1,6 +1,7 @@
 package dispatch
 
 import (
+	"context"
 	"slices"
 	"time"
 
@@ -29,10 +30,12 @@ import (
 //   - The target's circuit breaker (fsm/breaker.go, replicated): nothing is
 //     started to an open target; once its cooldown has passed (half-open)
 //     this node sends one call at a time, the probe, until the result of a
-//     probe closes or reopens it. A delivery held back by a breaker is not
-//     started and not touched: it keeps its fence, lease and attempt count;
-//     if its lease passes meanwhile the leader moves it as usual (fenced),
-//     and the reassigner sets its next try to the breaker's end.
+//     probe closes or reopens it. A delivery held back by an open breaker
+//     is deferred (see flushDeferrals): it stays on this node with its
+//     attempt count, its next try moved to the breaker's end under a new
+//     fence and lease; one the leader moves meanwhile (its lease passed)
+//     gets the breaker's end as its next try too (reassign.go). Test calls
+//     (POST /v1/endpoints/{id}/test) pass the breaker.
 
 // Fairness defaults.
 const (
@@ -144,14 +147,16 @@ func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
 					b = st.Breaker(target)
 					breakers[target] = b
 				}
-				switch b.StateAt(nowMs) {
-				case fsm.BreakerOpen:
+				switch state := b.StateAt(nowMs); {
+				case state == fsm.BreakerClosed || isTestCall(st, d):
+					// POST /v1/endpoints/{id}/test goes through: it is
+					// asked for, tried once and counts for nothing.
+				case state == fsm.BreakerOpen:
 					wait = min(wait, b.Until.Time().Sub(now))
+					w.deferLocked(st, d, b.Until)
 					continue
-				case fsm.BreakerHalfOpen:
-					if w.fair.byTarget[target] > 0 {
-						continue // the probe (or a call from before) is running
-					}
+				case w.fair.byTarget[target] > 0:
+					continue // half-open: the probe (or a call from before) is running
 				}
 			}
 			q.next, q.target = d, target
@@ -206,5 +211,68 @@ func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
 	if len(w.skipped) > 10*w.cfg.Workers+1000 {
 		clear(w.skipped) // entries of deliveries moved away; rebuilt as needed
 	}
+	w.flushDeferrals()
 	return max(wait, time.Millisecond)
+}
+
+// isTestCall: d delivers a webhook.test event.
+func isTestCall(st *fsm.State, d *fsm.Delivery) bool {
+	if d.EventID == "" {
+		return false
+	}
+	ev, err := st.Event(d.EventID)
+	return err == nil && ev.Type == fsm.EventWebhookTest
+}
+
+// Deferral. A delivery held back by an open breaker is still due, and
+// would be read past on every pass (hiding the project's other due work
+// behind it once there are many) and see its lease pass. So the node moves
+// its next try to the breaker's end, keeping it: a CmdAssign to itself,
+// conditioned on its fence (a move by the leader meanwhile wins), with the
+// lease a delivery due then gets. It uses up no attempt and changes nothing
+// else; the new fence is the assigning command's index, as for any move.
+
+// maxDeferBatch bounds one deferral command.
+const maxDeferBatch = 500
+
+// deferLocked queues d's deferral to until. Called with w.mu held.
+func (w *Dispatcher) deferLocked(st *fsm.State, d *fsm.Delivery, until fsm.Millis) {
+	if _, queued := w.deferring[d.ID]; queued || len(w.deferQueue) >= maxDeferBatch {
+		return
+	}
+	w.deferring[d.ID] = d.Fence
+	w.deferQueue = append(w.deferQueue, fsm.Assignment{DeliveryID: d.ID, IfFence: d.Fence, Node: w.node,
+		NextAttemptAt: until, LeaseUntil: fsm.LeaseUntil(until, st.TargetTimeout(d))})
+}
+
+// flushDeferrals commits the queued deferrals in the background, one
+// command at a time. Called with w.mu held.
+func (w *Dispatcher) flushDeferrals() {
+	if w.deferBusy || len(w.deferQueue) == 0 {
+		return
+	}
+	batch := w.deferQueue
+	w.deferQueue, w.deferBusy = nil, true
+	w.deferrals.Add(1)
+	go func() {
+		defer w.deferrals.Done()
+		cmd, err := fsm.Encode(fsm.CmdAssign, &fsm.Assign{At: fsm.MillisOf(w.cfg.Now()), Assignments: batch})
+		if err == nil {
+			ctx, cancel := context.WithTimeout(w.giveUp, 10*time.Second)
+			_, err = w.c.Apply(ctx, cmd)
+			cancel()
+		}
+		if err != nil && w.giveUp.Err() == nil {
+			w.logger.Warn("deliveries held by an open breaker not deferred; trying again", "deliveries", len(batch), "err", err)
+		} else if err == nil {
+			w.logger.Debug("deliveries deferred until their breaker half-opens", "deliveries", len(batch))
+		}
+		w.mu.Lock()
+		for _, a := range batch {
+			delete(w.deferring, a.DeliveryID)
+		}
+		w.deferBusy = false
+		w.mu.Unlock()
+		w.signal()
+	}()
 }

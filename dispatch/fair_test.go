@@ -201,8 +201,9 @@ func TestConcurrentCallsPerTargetAreCapped(t *testing.T) {
 	}
 }
 
-// An open breaker holds deliveries back untouched until its end; then one
-// probe goes alone, its answer closes the breaker, and the rest follow.
+// An open breaker holds deliveries back until its end, deferring them
+// (same node, no attempt used, next try at its end); then one probe goes
+// alone, its answer closes the breaker, and the rest follow.
 func TestOpenBreakerHoldsDeliveriesThenSendsOneProbe(t *testing.T) {
 	rcv := newSlowReceiver(t, 300*time.Millisecond)
 	n := startNodeWith(t, dispatch.DispatcherConfig{Workers: 8,
@@ -226,10 +227,17 @@ func TestOpenBreakerHoldsDeliveriesThenSendsOneProbe(t *testing.T) {
 	if got, _ := rcv.stats(); len(got) != 0 {
 		t.Fatalf("%d calls while the breaker was open", len(got))
 	}
+	// Deferred: still here, no attempt used, next try at the breaker's end
+	// with a lease from then.
 	ds, _ := n.c.FSM().State().DeliveriesByEndpoint(id, "", 0)
+	if len(ds) != 6 {
+		t.Fatalf("%d deliveries, want 6", len(ds))
+	}
 	for _, d := range ds {
-		if d.Attempts != 0 || !d.Active() {
-			t.Errorf("held delivery %s: %s after %d attempts, want untouched", d.ID, d.Status, d.Attempts)
+		if d.Attempts != 0 || !d.Active() || d.AssignedNode != "n1" || d.NextAttemptAt != fsm.MillisOf(until) ||
+			d.LeaseUntil != fsm.LeaseUntil(fsm.MillisOf(until), 2*time.Second) {
+			t.Errorf("held delivery %s: %s after %d attempts on %s, next %v lease %v; want deferred to %v",
+				d.ID, d.Status, d.Attempts, d.AssignedNode, d.NextAttemptAt.Time(), d.LeaseUntil.Time(), until)
 		}
 	}
 	if br := n.call(t, "GET", "/v1/endpoints/"+id, nil, 200)["breaker"].(map[string]any); br["state"] != fsm.BreakerOpen {
@@ -254,5 +262,31 @@ func TestOpenBreakerHoldsDeliveriesThenSendsOneProbe(t *testing.T) {
 	}
 	if b := n.c.FSM().State().Breaker(fsm.BreakerKeyEndpoint(id)); b != nil {
 		t.Errorf("breaker after the probe's answer: %+v, want closed (gone)", b)
+	}
+}
+
+// POST /v1/endpoints/{id}/test goes through an open breaker: it is asked
+// for, tried once, and counts neither for nor against the endpoint.
+func TestTestCallPassesAnOpenBreaker(t *testing.T) {
+	rcv := newSlowReceiver(t, 0)
+	n := startNodeWith(t, dispatch.DispatcherConfig{Workers: 8,
+		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: dispatch.TargetPolicy{AllowPrivate: true}})})
+	id := n.call(t, "POST", "/v1/endpoints", map[string]any{"url": rcv.srv.URL + "/t", "eventTypes": []string{"x"}, "timeoutSeconds": 2}, 201)["id"].(string)
+	now := time.Now()
+	b := &fsm.Breaker{Key: fsm.BreakerKeyEndpoint(id), Project: "default", EndpointID: id, Failures: 5, Opens: 1,
+		OpenedAt: fsm.MillisOf(now), Until: fsm.MillisOf(now.Add(time.Hour)), UpdatedAt: fsm.MillisOf(now)}
+	cmd, err := fsm.PutCommand(fsm.TableBreakers, b, fsm.PutOptions{IfAbsent: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.c.Apply(context.Background(), cmd); err != nil {
+		t.Fatal(err)
+	}
+	n.call(t, "POST", "/v1/endpoints/"+id+"/test", nil, 200)
+	if got, _ := rcv.stats(); len(got) != 1 {
+		t.Fatalf("%d calls, want the test call", len(got))
+	}
+	if got := n.c.FSM().State().Breaker(fsm.BreakerKeyEndpoint(id)); got == nil || got.Until != b.Until {
+		t.Errorf("the test call's answer changed the breaker: %+v", got)
 	}
 }

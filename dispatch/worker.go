@@ -92,6 +92,11 @@ type Dispatcher struct {
 	freed    chan struct{}     // a worker slot or an in-flight entry was released
 	fair     fairness          // slots held per project and per target (fair.go)
 	policies map[string]projectPolicy
+	// Deferrals of deliveries held by an open breaker (fair.go).
+	deferring  map[string]uint64
+	deferQueue []fsm.Assignment
+	deferBusy  bool
+	deferrals  sync.WaitGroup
 
 	results chan fsm.DeliveryResult
 	stop    context.CancelFunc
@@ -130,8 +135,8 @@ func NewDispatcher(c NodeCluster, cfg DispatcherConfig) *Dispatcher {
 	return &Dispatcher{
 		c: c, cfg: cfg, node: c.NodeID(), logger: cfg.Logger.With("component", "dispatcher"),
 		inflight: map[string]slot{}, skipped: map[string]uint64{}, fair: newFairness(),
-		policies: map[string]projectPolicy{},
-		freed:    make(chan struct{}, 1), results: make(chan fsm.DeliveryResult, cfg.Workers),
+		policies: map[string]projectPolicy{}, deferring: map[string]uint64{},
+		freed: make(chan struct{}, 1), results: make(chan fsm.DeliveryResult, cfg.Workers),
 	}
 }
 
@@ -173,6 +178,7 @@ func (w *Dispatcher) Stop(ctx context.Context) {
 	}
 	close(w.results)
 	<-w.repDone
+	w.deferrals.Wait() // bounded: its Apply ends with giveUp
 	w.abort()
 	w.cfg.Sender.Close()
 }
