@@ -132,6 +132,9 @@ func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
 			if f, ok := w.skipped[d.ID]; ok && f == d.Fence {
 				continue
 			}
+			if _, deferring := w.deferring[d.ID]; deferring {
+				continue // its deferral would take the fence from under a call
+			}
 			if d.NextAttemptAt > nowMs {
 				wait = min(wait, d.NextAttemptAt.Time().Sub(now))
 				q.done = true // the queue is in due order
