@@ -279,12 +279,11 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 	}
 	resp.Body.Close()
 	out.Summary = summarize(data, SummaryBytes)
+	// An address only the node-wide ranges admit: keep status and timing,
+	// not what an internal service said (see WithholdInternalBodies).
 	if a := remote.Load(); a != nil {
-		if err := (TargetPolicy{}).Check(*a); err != nil {
-			var re *RefusedError
-			if errors.As(err, &re) {
-				out.Summary = fmt.Sprintf("(response body not recorded: %s is %s, allowed by the node's --allowed-target-cidrs; an admin can grant the project this range to record it)", re.Addr, re.Reason)
-			}
+		if re, ok := (TargetPolicy{}).Check(*a).(*RefusedError); ok {
+			out.Summary = fmt.Sprintf("(response body not recorded: %s is %s, allowed by the node's --allowed-target-cidrs; an admin can grant the project this range to record it)", re.Addr, re.Reason)
 		}
 	}
 	out.Latency = time.Since(start)
