@@ -46,6 +46,7 @@ type endpointJSON struct {
 	Enabled             bool              `json:"enabled"`
 	DisabledReason      *string           `json:"disabledReason"`
 	ConsecutiveFailures int               `json:"consecutiveFailures"`
+	Breaker             *breakerJSON      `json:"breaker,omitempty"` // GET and list only (breakers.go)
 	CreatedAt           *time.Time        `json:"createdAt"`
 	UpdatedAt           *time.Time        `json:"updatedAt"`
 }
@@ -177,7 +178,7 @@ func (s *Server) listEndpoints(c *gin.Context) error {
 	eps, next := st.Endpoints(project, after, limit)
 	items := make([]endpointJSON, 0, len(eps))
 	for _, e := range eps {
-		items = append(items, endpointOut(e))
+		items = append(items, s.withBreaker(st, endpointOut(e)))
 	}
 	c.JSON(http.StatusOK, listBody(items, next))
 	return nil
@@ -188,11 +189,11 @@ func (s *Server) loadEndpoint(c *gin.Context) (*fsm.State, *fsm.Endpoint, error)
 }
 
 func (s *Server) getEndpoint(c *gin.Context) error {
-	_, ep, err := s.loadEndpoint(c)
+	st, ep, err := s.loadEndpoint(c)
 	if err != nil {
 		return err
 	}
-	c.JSON(http.StatusOK, endpointOut(ep))
+	c.JSON(http.StatusOK, s.withBreaker(st, endpointOut(ep)))
 	return nil
 }
 

@@ -25,14 +25,18 @@ const (
 var projectNamePattern = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]*[a-z0-9])?$`)
 
 type projectJSON struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// AllowedTargetCidrs: null = the nodes' --allowed-target-cidrs
+	// (project_targets.go).
+	AllowedTargetCIDRs *[]string `json:"allowedTargetCidrs"`
+	CreatedAt          time.Time `json:"createdAt"`
+	UpdatedAt          time.Time `json:"updatedAt"`
 }
 
 func projectOut(p *fsm.Project) projectJSON {
-	return projectJSON{Name: p.Name, Description: p.Description, CreatedAt: p.CreatedAt.Time(), UpdatedAt: p.UpdatedAt.Time()}
+	return projectJSON{Name: p.Name, Description: p.Description, AllowedTargetCIDRs: targetCIDRsOut(p),
+		CreatedAt: p.CreatedAt.Time(), UpdatedAt: p.UpdatedAt.Time()}
 }
 
 type createProjectRequest struct {

@@ -148,6 +148,7 @@ func New(cfg Config) *Server {
 	v1.DELETE("/projects/:name/limits", clusterAdmin, s.handle(s.deleteProjectLimits))
 	v1.GET("/limits", read, s.handle(s.getClusterLimits))
 	v1.PATCH("/limits", clusterAdmin, s.handle(s.patchClusterLimits))
+	v1.PUT("/projects/:name/allowed-target-cidrs", clusterAdmin, s.handle(s.putProjectTargets))
 
 	v1.POST("/jobs", write, s.idempotent, s.handle(s.createJob))
 	v1.GET("/jobs", read, s.handle(s.listJobs))

@@ -51,6 +51,17 @@ func (c *Client) GetProject(ctx context.Context, name string) (*Project, error) 
 	return ptrOrNil(&out, err)
 }
 
+// SetProjectTargetCIDRs is PUT /v1/projects/{name}/allowed-target-cidrs
+// (an admin token bound to no project): the internal ranges the project's
+// deliveries may reach, within the nodes' --allowed-target-cidrs. nil
+// returns to the nodes' ranges; an empty, non-nil slice allows none.
+func (c *Client) SetProjectTargetCIDRs(ctx context.Context, name string, cidrs []string) (*Project, error) {
+	var out Project
+	err := c.do(ctx, request{method: http.MethodPut, path: "/v1/projects/" + id(name) + "/allowed-target-cidrs",
+		body: map[string]any{"allowedTargetCidrs": cidrs}}, &out)
+	return ptrOrNil(&out, err)
+}
+
 // DeleteProject is DELETE /v1/projects/{name}; the API refuses while the
 // project still holds anything.
 func (c *Client) DeleteProject(ctx context.Context, name string) error {

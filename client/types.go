@@ -288,8 +288,20 @@ type Endpoint struct {
 	Enabled             bool              `json:"enabled"`
 	DisabledReason      *string           `json:"disabledReason"`
 	ConsecutiveFailures int               `json:"consecutiveFailures"`
-	CreatedAt           *time.Time        `json:"createdAt"`
-	UpdatedAt           *time.Time        `json:"updatedAt"`
+	// Breaker is set by GetEndpoint and ListEndpoints only.
+	Breaker   *Breaker   `json:"breaker,omitempty"`
+	CreatedAt *time.Time `json:"createdAt"`
+	UpdatedAt *time.Time `json:"updatedAt"`
+}
+
+// Breaker is an endpoint's circuit breaker: closed, open (no call until
+// Until) or half_open (one probe call at a time).
+type Breaker struct {
+	State                  string     `json:"state"`
+	Since                  *time.Time `json:"since"`
+	Until                  *time.Time `json:"until"`
+	ConsecutiveUnreachable int        `json:"consecutiveUnreachable"`
+	LastError              string     `json:"lastError,omitempty"`
 }
 
 // EndpointWithSecret is the answer to a create: the signing secret is
@@ -459,10 +471,13 @@ type ProjectRequest struct {
 
 // Project is a tenant.
 type Project struct {
-	Name        string    `json:"name"`
-	Description string    `json:"description,omitempty"`
-	CreatedAt   time.Time `json:"createdAt"`
-	UpdatedAt   time.Time `json:"updatedAt"`
+	Name        string `json:"name"`
+	Description string `json:"description,omitempty"`
+	// AllowedTargetCIDRs: the internal ranges the project's deliveries may
+	// reach (within the nodes'); nil = the nodes' --allowed-target-cidrs.
+	AllowedTargetCIDRs *[]string `json:"allowedTargetCidrs"`
+	CreatedAt          time.Time `json:"createdAt"`
+	UpdatedAt          time.Time `json:"updatedAt"`
 }
 
 // ClusterStatus is the cluster as the node called sees it.

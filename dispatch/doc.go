@@ -31,6 +31,13 @@
 //     only while the node is in contact with the leader and the lease outlives
 //     the call, and reports outcomes in batched DeliveryResults commands. The
 //     in-flight state stays local; the lease covers a node that dies mid-call.
+//   - fair.go: fair sharing of the worker pool: one due queue per project
+//     served round-robin, a fair share per project with a reserve kept
+//     free for newcomers, a cap on concurrent calls per target, and the
+//     targets' circuit breakers (replicated in fsm/breaker.go) honoured:
+//     nothing to an open target, one probe at a time per node half-open.
+//   - targets.go: per-project target ranges (an admin's
+//     allowedTargetCidrs, cut to the node's --allowed-target-cidrs).
 //   - reassign.go: the Reassigner, a leader hook: each second it moves the
 //     unfinished deliveries of nodes gone from gossip, of passed leases, and
 //     waiting retries off the leader while it has followers, with new fences.
@@ -58,6 +65,17 @@
 //
 // Key decisions:
 //
+//   - One tenant must not cost the others their delivery time: a call holds
+//     its slot until an answer or its timeout, so slots are shared fairly
+//     (fair.go) rather than first come, first served.
+//   - The circuit breaker is replicated, not node-local: every node stops at
+//     the same point, restarts know it, and the API shows what dispatchers
+//     do. Deliveries it holds back are left untouched (fence, lease and
+//     attempt count), so every delivery guarantee stays as it is.
+//   - The node's address policy is the upper bound; a project's own ranges
+//     narrow it, each with its own transport, so no kept-alive connection
+//     crosses projects. Bodies of responses from internal addresses reached
+//     through the node-wide ranges are not recorded (no readable SSRF).
 //   - Delivery is at least once. The webhook-id (the delivery id) is the same
 //     on every attempt and reassignment so receivers can deduplicate; every
 //     attempt is signed afresh with its own timestamp.

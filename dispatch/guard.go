@@ -28,6 +28,13 @@ type TargetPolicy struct {
 	// internal receiver. An IPv4 prefix also allows that address's
 	// IPv4-mapped, NAT64 and 6to4 forms.
 	Allowed []netip.Prefix
+	// WithholdInternalBodies: the response of a call that reached a
+	// special-purpose address (one only Allowed admits) is not summarised
+	// into the attempt, so a token that can point a target at an allowed
+	// internal range learns status and timing, not content. The node's
+	// policy sets it (cmd); a project's own admin-set ranges
+	// (ForProject) do not: the admin granted that project those receivers.
+	WithholdInternalBodies bool
 }
 
 // RefusedError is the error of a refused address. Its text is what an

@@ -93,6 +93,13 @@ type node struct {
 // the dispatcher's outbound address policy.
 func startNode(t *testing.T, targets dispatch.TargetPolicy) *node {
 	t.Helper()
+	return startNodeWith(t, dispatch.DispatcherConfig{Workers: 8,
+		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/test"})})
+}
+
+// startNodeWith is startNode with the dispatcher's configuration given.
+func startNodeWith(t *testing.T, dcfg dispatch.DispatcherConfig) *node {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
@@ -105,8 +112,8 @@ func startNode(t *testing.T, targets dispatch.TargetPolicy) *node {
 	}
 	poller := scheduler.NewPoller(c, scheduler.PollerConfig{Logger: logger})
 	reassigner := dispatch.NewReassigner(c, nil, logger)
-	d := dispatch.NewDispatcher(c, dispatch.DispatcherConfig{Workers: 8, Logger: logger,
-		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/test"})})
+	dcfg.Logger = logger
+	d := dispatch.NewDispatcher(c, dcfg)
 	if err := c.Start(&api.BootstrapHook{Cluster: c, Logger: logger, RootToken: rootToken}, reassigner, poller); err != nil {
 		t.Fatal(err)
 	}

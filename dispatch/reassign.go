@@ -150,6 +150,11 @@ func (r *Reassigner) plan(st *fsm.State, now time.Time) []fsm.Assignment {
 		}
 		seen[d.ID] = true
 		due := max(d.NextAttemptAt, fsm.MillisOf(now))
+		// A delivery held back by its target's open breaker is next tried
+		// when the breaker half-opens, on whichever node gets it.
+		if b := st.Breaker(st.TargetKey(d)); b.StateAt(fsm.MillisOf(now)) == fsm.BreakerOpen {
+			due = max(due, b.Until)
+		}
 		// Never back to the node that let it lapse when another can take it:
 		// hashing alone would pick that node again, lease after lease.
 		candidates := nodes

@@ -9,8 +9,12 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"net/http/httptrace"
+	"net/netip"
 	"net/url"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 	"unicode/utf8"
 )
@@ -30,6 +34,9 @@ const (
 	idleConnTimeout     = 90 * time.Second
 	maxHeaderBytes      = 64 << 10
 	maxErrBytes         = 512
+	// maxPolicyTransports bounds the transports kept for projects with
+	// their own target ranges (one per distinct policy).
+	maxPolicyTransports = 256
 )
 
 // SenderConfig configures a Sender; zero fields take the defaults.
@@ -48,6 +55,15 @@ type Sender struct {
 	transport *http.Transport
 	userAgent string
 	maxBody   int64
+	policy    TargetPolicy
+	newClient func(TargetPolicy) (*http.Client, *http.Transport)
+
+	// Projects with their own target ranges get their own transport per
+	// policy: a kept-alive connection dialled under one project's ranges
+	// must never carry another project's call (which never went through its
+	// own check).
+	mu       sync.Mutex
+	byPolicy map[string]*http.Client
 }
 
 // Request is one attempt's HTTP call, fully prepared (signature headers
@@ -59,6 +75,9 @@ type Request struct {
 	Headers map[string]string
 	Body    []byte        // not sent for GET and HEAD
 	Timeout time.Duration // whole call, body read included; default 10 s, at most 60 s
+	// Policy, when set, replaces the sender's address policy for this call
+	// (a project's own ranges, see TargetPolicy.ForProject).
+	Policy *TargetPolicy
 }
 
 // Outcome is what an attempt records.
@@ -70,6 +89,10 @@ type Outcome struct {
 	Err        string        // "" when a response arrived, except "redirect to …" for a 3xx
 	Success    bool          // 2xx only
 	Gone       bool          // 410: the receiver wants no more deliveries
+	// Unreachable: no HTTP answer arrived because of the target (timeout,
+	// connection refused or reset, TLS failure); it feeds the target's
+	// circuit breaker. A refused address or a cancelled call is not.
+	Unreachable bool
 }
 
 // NewSender builds a Sender with one shared transport: keep-alive, no proxy
@@ -93,33 +116,66 @@ func NewSender(cfg SenderConfig) *Sender {
 		cfg.DialTimeout = DefaultDialTimeout
 	}
 	dialer := &net.Dialer{Timeout: cfg.DialTimeout, KeepAlive: 30 * time.Second}
-	t := &http.Transport{
-		Proxy:                  nil,
-		DialContext:            cfg.Policy.DialContext(dialer),
-		TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
-		TLSHandshakeTimeout:    tlsHandshakeTimeout,
-		ForceAttemptHTTP2:      false,
-		MaxIdleConns:           maxIdleConns,
-		MaxIdleConnsPerHost:    maxIdleConnsPerHost,
-		IdleConnTimeout:        idleConnTimeout,
-		MaxResponseHeaderBytes: maxHeaderBytes,
-		ExpectContinueTimeout:  0,
-	}
-	return &Sender{
-		transport: t,
-		client: &http.Client{
+	newClient := func(policy TargetPolicy) (*http.Client, *http.Transport) {
+		t := &http.Transport{
+			Proxy:                  nil,
+			DialContext:            policy.DialContext(dialer),
+			TLSClientConfig:        &tls.Config{MinVersion: tls.VersionTLS12},
+			TLSHandshakeTimeout:    tlsHandshakeTimeout,
+			ForceAttemptHTTP2:      false,
+			MaxIdleConns:           maxIdleConns,
+			MaxIdleConnsPerHost:    maxIdleConnsPerHost,
+			IdleConnTimeout:        idleConnTimeout,
+			MaxResponseHeaderBytes: maxHeaderBytes,
+			ExpectContinueTimeout:  0,
+		}
+		return &http.Client{
 			Transport: t,
 			CheckRedirect: func(*http.Request, []*http.Request) error {
 				return http.ErrUseLastResponse
 			},
-		},
+		}, t
+	}
+	client, t := newClient(cfg.Policy)
+	return &Sender{
+		transport: t, client: client, newClient: newClient, policy: cfg.Policy,
+		byPolicy:  map[string]*http.Client{},
 		userAgent: cfg.UserAgent,
 		maxBody:   cfg.MaxResponseBytes,
 	}
 }
 
+// clientFor returns the client of policy p (nil: the sender's own).
+func (s *Sender) clientFor(p *TargetPolicy) *http.Client {
+	if p == nil {
+		return s.client
+	}
+	k := p.key()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if c, ok := s.byPolicy[k]; ok {
+		return c
+	}
+	if len(s.byPolicy) >= maxPolicyTransports {
+		for k, c := range s.byPolicy { // calls in flight keep theirs
+			c.CloseIdleConnections()
+			delete(s.byPolicy, k)
+		}
+	}
+	c, _ := s.newClient(*p)
+	s.byPolicy[k] = c
+	return c
+}
+
 // Close closes idle connections. Calls in flight are not interrupted.
-func (s *Sender) Close() { s.transport.CloseIdleConnections() }
+func (s *Sender) Close() {
+	s.transport.CloseIdleConnections()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, c := range s.byPolicy {
+		c.CloseIdleConnections()
+	}
+}
 
 // Send makes the call and reports its outcome; it never returns an error and
 // never panics: bad input is an Outcome with Err set.
@@ -180,9 +236,27 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 		req.Header.Del("Content-Type")
 	}
 
-	resp, err := s.client.Do(req)
+	policy := s.policy
+	if r.Policy != nil {
+		policy = *r.Policy
+	}
+	var remote atomic.Pointer[netip.Addr]
+	if policy.WithholdInternalBodies && !policy.AllowPrivate {
+		req = req.WithContext(httptrace.WithClientTrace(req.Context(), &httptrace.ClientTrace{
+			GotConn: func(info httptrace.GotConnInfo) {
+				if ap, err := netip.ParseAddrPort(info.Conn.RemoteAddr().String()); err == nil {
+					a := ap.Addr().Unmap()
+					remote.Store(&a)
+				}
+			},
+		}))
+	}
+	resp, err := s.clientFor(r.Policy).Do(req)
 	if err != nil {
-		return fail(describe(err, ctx, tctx, timeout))
+		out = fail(describe(err, ctx, tctx, timeout))
+		_, refused := errors.AsType[*RefusedError](err)
+		out.Unreachable = !refused && ctx.Err() == nil
+		return out
 	}
 	defer resp.Body.Close()
 	out.StatusCode = resp.StatusCode
@@ -205,6 +279,13 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 	}
 	resp.Body.Close()
 	out.Summary = summarize(data, SummaryBytes)
+	// An address only the node-wide ranges admit: keep status and timing,
+	// not what an internal service said (see WithholdInternalBodies).
+	if a := remote.Load(); a != nil {
+		if re, ok := (TargetPolicy{}).Check(*a).(*RefusedError); ok {
+			out.Summary = fmt.Sprintf("(response body not recorded: %s is %s, allowed by the node's --allowed-target-cidrs; an admin can grant the project this range to record it)", re.Addr, re.Reason)
+		}
+	}
 	out.Latency = time.Since(start)
 	return out
 }

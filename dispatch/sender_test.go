@@ -349,3 +349,27 @@ func TestSendConcurrent(t *testing.T) {
 		t.Fatalf("%d requests arrived", n.Load())
 	}
 }
+
+// A response from an internal address that the node-wide ranges let
+// through is not recorded (the status and timing are); under a project's own
+// admin-set ranges it is.
+func TestSenderWithholdsInternalBodiesUnderNodeRanges(t *testing.T) {
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) { _, _ = io.WriteString(w, "internal secret") })
+	node := loopback
+	node.WithholdInternalBodies = true
+	s := newTestSender(t, SenderConfig{Policy: node})
+	out := s.Send(context.Background(), Request{URL: srv.URL})
+	if !out.Success || strings.Contains(out.Summary, "secret") || !strings.Contains(out.Summary, "not recorded: 127.0.0.1 is a loopback address") {
+		t.Fatalf("node ranges: %+v, want success with the body withheld", out)
+	}
+	granted := node.ForProject([]netip.Prefix{netip.MustParsePrefix("127.0.0.1/32")})
+	out = s.Send(context.Background(), Request{URL: srv.URL, Policy: &granted})
+	if !out.Success || out.Summary != "internal secret" {
+		t.Fatalf("project's own ranges: %+v, want the body", out)
+	}
+	none := node.ForProject(nil)
+	out = s.Send(context.Background(), Request{URL: srv.URL, Policy: &none})
+	if out.Success || out.Unreachable || !strings.Contains(out.Err, "refused: 127.0.0.1 is a loopback address") {
+		t.Fatalf("project with no ranges: %+v, want refused (and not counted as unreachable)", out)
+	}
+}

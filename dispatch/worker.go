@@ -65,6 +65,14 @@ type NodeCluster interface {
 // DispatcherConfig configures a Dispatcher; zero values take the defaults.
 type DispatcherConfig struct {
 	Workers int
+	// MaxPerTarget caps the concurrent calls of this node to one endpoint,
+	// or to one project's inline callbacks on one scheme://host:port
+	// (default DefaultMaxPerTarget, at most Workers).
+	MaxPerTarget int
+	// Reserve is how many worker slots a project above its fair share
+	// leaves free for projects that have nothing running yet (default
+	// Workers/8, at least 1; see fair.go).
+	Reserve int
 	Sender  *Sender
 	Now     func() time.Time
 	Rand    func() float64 // jitter; nil = math/rand/v2
@@ -79,9 +87,16 @@ type Dispatcher struct {
 	logger *slog.Logger
 
 	mu       sync.Mutex
-	inflight map[string]uint64 // delivery id → fence, from start until its result is applied or dropped
+	inflight map[string]slot   // delivery id → its slot, from start until its result is applied or dropped
 	skipped  map[string]uint64 // delivery id → fence whose lease was too short to start
 	freed    chan struct{}     // a worker slot or an in-flight entry was released
+	fair     fairness          // slots held per project and per target (fair.go)
+	policies map[string]projectPolicy
+	// Deferrals of deliveries held by an open breaker (fair.go).
+	deferring  map[string]uint64
+	deferQueue []fsm.Assignment
+	deferBusy  bool
+	deferrals  sync.WaitGroup
 
 	results chan fsm.DeliveryResult
 	stop    context.CancelFunc
@@ -100,6 +115,14 @@ func NewDispatcher(c NodeCluster, cfg DispatcherConfig) *Dispatcher {
 	if cfg.Workers <= 0 {
 		cfg.Workers = DefaultWorkers
 	}
+	if cfg.MaxPerTarget <= 0 {
+		cfg.MaxPerTarget = DefaultMaxPerTarget
+	}
+	cfg.MaxPerTarget = min(cfg.MaxPerTarget, cfg.Workers)
+	if cfg.Reserve <= 0 {
+		cfg.Reserve = max(1, cfg.Workers/8)
+	}
+	cfg.Reserve = min(cfg.Reserve, cfg.Workers-1)
 	if cfg.Sender == nil {
 		cfg.Sender = NewSender(SenderConfig{})
 	}
@@ -111,7 +134,8 @@ func NewDispatcher(c NodeCluster, cfg DispatcherConfig) *Dispatcher {
 	}
 	return &Dispatcher{
 		c: c, cfg: cfg, node: c.NodeID(), logger: cfg.Logger.With("component", "dispatcher"),
-		inflight: map[string]uint64{}, skipped: map[string]uint64{},
+		inflight: map[string]slot{}, skipped: map[string]uint64{}, fair: newFairness(),
+		policies: map[string]projectPolicy{}, deferring: map[string]uint64{},
 		freed: make(chan struct{}, 1), results: make(chan fsm.DeliveryResult, cfg.Workers),
 	}
 }
@@ -125,7 +149,8 @@ func (w *Dispatcher) Start() {
 	w.giveUp, w.giveUpCancel = context.WithCancel(context.Background())
 	go func() { defer close(w.runDone); w.run(ctx) }()
 	go func() { defer close(w.repDone); w.report() }()
-	w.logger.Info("dispatcher started", "node", w.node, "workers", w.cfg.Workers)
+	w.logger.Info("dispatcher started", "node", w.node, "workers", w.cfg.Workers,
+		"max_per_target", w.cfg.MaxPerTarget, "reserve", w.cfg.Reserve)
 }
 
 // Stop starts no new attempt, lets running calls finish until ctx ends
@@ -153,6 +178,7 @@ func (w *Dispatcher) Stop(ctx context.Context) {
 	}
 	close(w.results)
 	<-w.repDone
+	w.deferrals.Wait() // bounded: its Apply ends with giveUp
 	w.abort()
 	w.cfg.Sender.Close()
 }
@@ -227,49 +253,21 @@ func (w *Dispatcher) sync(ctx context.Context) bool {
 	return true
 }
 
-// startDue starts what is due and returns how long until the next delivery
-// of this node that is not running becomes due (or the idle wait).
-func (w *Dispatcher) startDue(st *fsm.State, now time.Time) time.Duration {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	// Read past the running and the skipped ones, which are not started here.
-	limit := w.cfg.Workers*2 + len(w.inflight) + len(w.skipped)
-	for _, d := range st.DeliveriesDue(w.node, fsm.Millis(1<<62), limit) {
-		if _, busy := w.inflight[d.ID]; busy {
-			continue
-		}
-		if f, ok := w.skipped[d.ID]; ok && f == d.Fence {
-			continue
-		}
-		if d.NextAttemptAt.Time().After(now) {
-			return d.NextAttemptAt.Time().Sub(now)
-		}
-		if len(w.inflight) >= w.cfg.Workers {
-			return maxIdleWait // a finishing call signals freed
-		}
-		delete(w.skipped, d.ID)
-		if !w.start(st, d, now) {
-			w.skipped[d.ID] = d.Fence
-		}
-	}
-	if len(w.skipped) > 10*w.cfg.Workers+1000 {
-		clear(w.skipped) // entries of deliveries moved away; rebuilt as needed
-	}
-	return maxIdleWait
-}
-
 // start launches one attempt; false if the lease is too short to start it.
 // Called with w.mu held.
-func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
+func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, target string, now time.Time) bool {
 	attempt := d.Attempts + 1
 	p, err := Prepare(st, d, attempt, now)
+	if err == nil {
+		p.Request.Policy = w.policyFor(st, d.Project)
+	}
 	res := fsm.DeliveryResult{DeliveryID: d.ID, Fence: d.Fence, Attempt: fsm.Attempt{Number: attempt, Node: w.node, StartedAt: fsm.MillisOf(now)}}
 	if err != nil {
 		// Nothing can be sent: dead-letter it now with the reason, so it
 		// does not wait for a lease to pass again and again.
 		w.logger.Error("delivery cannot be prepared; dead-lettering it", "delivery_id", d.ID, "job_id", d.JobID, "event_id", d.EventID, "endpoint_id", d.EndpointID, "error", err)
 		res.Status, res.Attempt.Error = fsm.DeliveryDeadLetter, err.Error()
-		w.inflight[d.ID] = d.Fence
+		w.hold(d, target)
 		w.calls.Add(1)
 		go func() { defer w.calls.Done(); w.results <- res }() // never send while holding w.mu
 		return true
@@ -278,7 +276,7 @@ func (w *Dispatcher) start(st *fsm.State, d *fsm.Delivery, now time.Time) bool {
 		w.logger.Debug("lease too short to start; leaving it to the leader", "delivery_id", d.ID, "lease", d.LeaseUntil.Time())
 		return false
 	}
-	w.inflight[d.ID] = d.Fence
+	w.hold(d, target)
 	w.calls.Add(1)
 	go func() {
 		defer w.calls.Done()
@@ -301,6 +299,7 @@ func (w *Dispatcher) judge(d *fsm.Delivery, p Prepared, attempt int, res fsm.Del
 	res.Attempt.StatusCode = out.StatusCode
 	res.Attempt.ResponseSummary = out.Summary
 	res.Attempt.Error = out.Err
+	res.Unreachable = out.Unreachable
 	if res.Attempt.Error == "" && !out.Success {
 		res.Attempt.Error = "receiver answered " + httpStatusText(out.StatusCode)
 	}
@@ -364,9 +363,7 @@ func (w *Dispatcher) commit(batch []fsm.DeliveryResult) {
 	defer func() {
 		w.mu.Lock()
 		for _, r := range batch {
-			if w.inflight[r.DeliveryID] == r.Fence {
-				delete(w.inflight, r.DeliveryID)
-			}
+			w.release(r.DeliveryID, r.Fence)
 		}
 		w.mu.Unlock()
 		w.signal()

@@ -354,6 +354,9 @@ func (a *applier) deleteRecord(t *tableDef, id string, ifIndex uint64) *Error {
 	}
 	if t.name == TableEndpoints {
 		a.endpoints = nil // the subscriber set changed
+		if b, _ := a.first(TableBreakers, IndexID, BreakerKeyEndpoint(id)).(*Breaker); b != nil {
+			a.mustDelete(TableBreakers, b)
+		}
 	}
 	return nil
 }

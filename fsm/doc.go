@@ -77,4 +77,10 @@
 //     without touching the code above. The default build adds none; the
 //     chime_next tag (next.go) plays a newer version with an ignorable command
 //     and an ignorable snapshot record for the rolling-upgrade test.
+//   - Circuit breakers (breaker.go) are derived in Apply from reported
+//     attempt results (DeliveryResult.Unreachable) with the command's time,
+//     in a table of their own whose snapshot records are of an ignorable
+//     type (0x90): an older node that ignores the flag keeps every record it
+//     knows identical to the newer nodes' (fields on Endpoint would have made
+//     its ModifyIndex differ). Ignorable table numbers start at 0x90.
 package fsm

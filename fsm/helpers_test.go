@@ -163,7 +163,8 @@ func retry() RetryPolicy {
 }
 
 func fullProject(name string) *Project {
-	return &Project{Name: name, Description: "project " + name, SigningSecret: "whsec_" + name, CreatedAt: 1700000000000, UpdatedAt: 1700000000001}
+	return &Project{Name: name, Description: "project " + name, SigningSecret: "whsec_" + name, CreatedAt: 1700000000000, UpdatedAt: 1700000000001,
+		AllowedTargetCIDRs: []string{"10.20.0.0/16"}, TargetCIDRsSet: true}
 }
 
 func fullToken(id, project string) *Token {
@@ -253,5 +254,9 @@ func fill(t testing.TB, h *harness) {
 			Caller: "tok-1", Withheld: []string{"secret"}, ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
 		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Status: 200, Applied: true, Body: []byte(`{}`),
 			Caller: "tok-2", Withheld: []string{"token"}, ClaimUntil: 1700000000200, CreatedAt: 1700000000001, ExpiresAt: 1700086400001}),
+		put(t, TableBreakers, &Breaker{Key: BreakerKeyEndpoint("ep-1"), Project: "p1", EndpointID: "ep-1", Target: "-", Failures: 5,
+			Opens: 1, OpenedAt: 1700000000000, Until: 1700000030000, LastError: "timeout after 10s", UpdatedAt: 1700000000000}),
+		put(t, TableBreakers, &Breaker{Key: BreakerKeyCallback("p2", "http://x.test/a"), Project: "p2", EndpointID: "-", Target: "http://x.test:80",
+			Failures: 2, Opens: 2, OpenedAt: 1700000000000, Until: 1700000060000, LastError: "connection refused", UpdatedAt: 1700000000000}),
 	)
 }

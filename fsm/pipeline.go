@@ -77,6 +77,9 @@ type DeliveryResult struct {
 	LeaseUntil    Millis `msgpack:"lease,omitempty"`
 	// Gone: the receiver answered 410, so its endpoint is disabled.
 	Gone bool `msgpack:"gone,omitempty"`
+	// Unreachable: no HTTP answer (timeout, connection error); it feeds the
+	// target's circuit breaker (breaker.go). Older nodes ignore it.
+	Unreachable bool `msgpack:"unreach,omitempty"`
 }
 
 // Assign moves deliveries to other nodes (their node died or their lease
@@ -321,6 +324,7 @@ func (a *applier) deliveryResult(at Millis, r *DeliveryResult) *Error {
 		if d.EndpointID != "" {
 			a.endpointHealth(at, &d, r.Gone)
 		}
+		a.breakerResult(at, &d, r)
 	}
 	if d.Terminal() && d.OccurrenceID != "" {
 		a.completeOccurrenceIfDone(at, d.OccurrenceID)
@@ -443,6 +447,7 @@ func (a *applier) prune(p *Prune) *Result {
 	}
 	st := a.state()
 	a.pruneArchive(p.Before)
+	a.pruneBreakers(p.Before, p.Limit)
 	for _, d := range st.TerminalDeliveries(p.Before, p.Limit) {
 		for _, att := range st.Attempts(d.ID) {
 			a.mustDelete(TableAttempts, att)

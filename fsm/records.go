@@ -86,10 +86,16 @@ type Project struct {
 	Name          string `msgpack:"name,omitempty"`
 	Description   string `msgpack:"desc,omitempty"`
 	SigningSecret string `msgpack:"sigsec,omitempty"`
-	CreatedAt     Millis `msgpack:"cat,omitempty"`
-	UpdatedAt     Millis `msgpack:"uat,omitempty"`
-	CreateIndex   uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex   uint64 `msgpack:"mi,omitempty"`
+	// AllowedTargetCIDRs, when TargetCIDRsSet, replace the node's
+	// --allowed-target-cidrs for this project's deliveries (within them:
+	// the flag stays the upper bound); an empty list allows no special
+	// range. Only an admin sets them (dispatch/targets.go).
+	AllowedTargetCIDRs []string `msgpack:"cidrs,omitempty"`
+	TargetCIDRsSet     bool     `msgpack:"cidrset,omitempty"`
+	CreatedAt          Millis   `msgpack:"cat,omitempty"`
+	UpdatedAt          Millis   `msgpack:"uat,omitempty"`
+	CreateIndex        uint64   `msgpack:"ci,omitempty"`
+	ModifyIndex        uint64   `msgpack:"mi,omitempty"`
 }
 
 // Token is an API credential. Only the hash of its secret is stored.

@@ -21,6 +21,7 @@ const (
 	TableDeliveries  = "deliveries"
 	TableAttempts    = "attempts"
 	TableIdempotency = "idempotency"
+	// TableBreakers: see breaker.go.
 )
 
 // Index names, for custom queries through State.Txn. Which table has which
@@ -43,6 +44,10 @@ const (
 	IndexOccurrence    = "occurrence"
 	IndexEvent         = "event"
 	IndexExpires       = "expires"
+	// IndexNodeProjectDue orders a node's active deliveries by project, then
+	// due time: the dispatcher serves each project's queue in turn, so one
+	// project's backlog never hides another's due deliveries.
+	IndexNodeProjectDue = "node_project_due"
 )
 
 // tableMeta holds one row: the Raft index and term of the last applied log.
@@ -448,6 +453,10 @@ var tableDefs = []*tableDef{
 			index(IndexNodeDue, false, (*Delivery).Active,
 				str(func(r *Delivery) string { return r.AssignedNode }),
 				millis(func(r *Delivery) Millis { return r.NextAttemptAt })),
+			index(IndexNodeProjectDue, false, (*Delivery).Active,
+				str(func(r *Delivery) string { return r.AssignedNode }),
+				str(func(r *Delivery) string { return r.Project }),
+				millis(func(r *Delivery) Millis { return r.NextAttemptAt })),
 			index(IndexEndpoint, false, func(r *Delivery) bool { return r.EndpointID != "" },
 				str(func(r *Delivery) string { return r.EndpointID })),
 			index(IndexJob, false, func(r *Delivery) bool { return r.JobID != "" },
@@ -504,6 +513,18 @@ var tableDefs = []*tableDef{
 	},
 	limitsTable, // quota.go
 	usageTable,
+	{
+		// Ignorable snapshot record type: an older node skips breakers
+		// (see breaker.go for why that is safe).
+		name: TableBreakers, singular: "breaker", num: snapshotIgnorable | 0x10,
+		schema: &memdb.TableSchema{Name: TableBreakers, Indexes: indexes(
+			index(IndexID, true, nil, str(func(r *Breaker) string { return r.Key })),
+		)},
+		recordType: reflect.TypeFor[*Breaker](),
+		decode:     decodeRecord[Breaker],
+		idArgs:     stringID,
+		validate:   requireKey("key"),
+	},
 }
 
 var (

@@ -495,6 +495,34 @@ func (s *State) DeliveriesDue(node string, before Millis, limit int) []*Delivery
 		func(d *Delivery) bool { return d.NextAttemptAt <= before })
 }
 
+// DueProjects returns the distinct projects that have active deliveries on
+// node, in order, with one index seek per project (as AssignedNodes does).
+func (s *State) DueProjects(node string) []string {
+	var out []string
+	prefix := appendString(nil, node)
+	from := rawKey(prefix)
+	for {
+		obj := s.lowerBound(TableDeliveries, IndexNodeProjectDue, from).Next()
+		if obj == nil {
+			return out
+		}
+		d := obj.(*Delivery)
+		if d.AssignedNode != node {
+			return out
+		}
+		out = append(out, d.Project)
+		// 0x00 0x02 sorts after every key of this project, before the next.
+		from = append(appendStringPrefix(slices.Clone(prefix), d.Project), 0x00, 0x02)
+	}
+}
+
+// ProjectDue iterates over the active deliveries of project on node,
+// earliest due first (in-flight ones included, as in DeliveriesDue). Its
+// WatchCh fires on any change to them.
+func (s *State) ProjectDue(node, project string) memdb.ResultIterator {
+	return s.iter(TableDeliveries, IndexNodeProjectDue, node, project)
+}
+
 // DeliveriesByNode returns the active deliveries assigned to node, earliest
 // due first. (It reads the node_due index: a separate by-node index would be
 // one more index write on every delivery change, the hottest write path.)

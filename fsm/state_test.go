@@ -260,8 +260,9 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableJobs:        {IndexID, IndexProjectStatus, IndexNextFire, IndexIdempotency},
 		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus},
 		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
-		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexEndpoint, IndexJob,
+		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexNodeProjectDue, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
+		TableBreakers:    {IndexID},
 		TableAttempts:    {IndexID},
 		TableIdempotency: {IndexID, IndexExpires}, // Prune reads expires
 		TableLimits:      {IndexID},

@@ -42,6 +42,7 @@ type agentFlags struct {
 	maxBodyBytes                      int64
 	retention                         time.Duration
 	workers                           int
+	maxCallsPerTarget                 int
 	allowPrivateTargets               bool
 	allowedTargetCIDRs                listFlag
 	defaultTimezone                   string
@@ -81,6 +82,7 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted JSON request body")
 	fs.DurationVar(&f.retention, "retention", scheduler.DefaultRetention, "finished occurrences, deliveries and attempts older than this are deleted (0 keeps them forever)")
 	fs.IntVar(&f.workers, "workers", dispatch.DefaultWorkers, "concurrent HTTP deliveries on this node")
+	fs.IntVar(&f.maxCallsPerTarget, "max-calls-per-target", dispatch.DefaultMaxPerTarget, "concurrent calls of this node to one endpoint or one project's callback host (at most --workers)")
 	fs.BoolVar(&f.allowPrivateTargets, "allow-private-targets", false, "let deliveries reach loopback, private and other special-purpose addresses (development only)")
 	fs.Var(&f.allowedTargetCIDRs, "allowed-target-cidrs", "address ranges deliveries may reach although they are private, comma-separated (10.20.0.0/16,fd00::/8)")
 	fs.StringVar(&f.defaultTimezone, "default-timezone", "UTC", "IANA time zone of schedules that name none")
@@ -154,7 +156,12 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	if f.workers < 1 || f.workers > 4096 {
 		return fmt.Errorf("--workers %d: use a value from 1 to 4096", f.workers)
 	}
-	targets := dispatch.TargetPolicy{AllowPrivate: f.allowPrivateTargets}
+	if f.maxCallsPerTarget < 1 || f.maxCallsPerTarget > 4096 {
+		return fmt.Errorf("--max-calls-per-target %d: use a value from 1 to 4096", f.maxCallsPerTarget)
+	}
+	// Responses from internal addresses reached through the node-wide
+	// ranges are not recorded (dispatch.TargetPolicy.WithholdInternalBodies).
+	targets := dispatch.TargetPolicy{AllowPrivate: f.allowPrivateTargets, WithholdInternalBodies: true}
 	for _, s := range f.allowedTargetCIDRs {
 		p, err := netip.ParsePrefix(s)
 		if err != nil {
@@ -244,7 +251,7 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	poller := scheduler.NewPoller(c, scheduler.PollerConfig{Interval: f.pollInterval, Retention: retention, Schedule: schedCfg, Logger: logger})
 	reassigner := dispatch.NewReassigner(c, nil, logger)
 	dispatcher := dispatch.NewDispatcher(c, dispatch.DispatcherConfig{
-		Workers: f.workers, Logger: logger,
+		Workers: f.workers, MaxPerTarget: f.maxCallsPerTarget, Logger: logger,
 		Sender: dispatch.NewSender(dispatch.SenderConfig{Policy: targets, UserAgent: "Chime/" + version}),
 	})
 	// Hooks run in order on establish and in reverse on revoke: the root

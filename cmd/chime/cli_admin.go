@@ -27,6 +27,8 @@ func init() {
 		command{name: "list", summary: "list projects", setup: projectsList},
 		command{name: "get", args: []string{"NAME"}, summary: "show a project", setup: projectsGet},
 		command{name: "delete", args: []string{"NAME"}, summary: "delete an empty project", setup: projectsDelete},
+		command{name: "set-target-cidrs", args: []string{"NAME"}, summary: "set the internal ranges a project's deliveries may reach (cluster admin)",
+			fields: map[string]string{"allowedTargetCidrs": "--cidrs"}, setup: projectsSetTargetCIDRs},
 	)
 	registerGroup("cluster", "the nodes and their Raft roles",
 		command{name: "status", summary: "members, roles, leader and Raft indexes as the node sees them", setup: clusterStatus},
@@ -144,7 +146,33 @@ func projectsGet(fs *flag.FlagSet) func(*cliEnv, []string) error {
 }
 
 func projectDetail(w io.Writer, p *client.Project) {
-	kv(w, "name", p.Name, "description", p.Description, "created", fmtTime(&p.CreatedAt), "updated", fmtTime(&p.UpdatedAt))
+	ranges := "the nodes' --allowed-target-cidrs"
+	if p.AllowedTargetCIDRs != nil {
+		ranges = orDash(strings.Join(*p.AllowedTargetCIDRs, ","))
+	}
+	kv(w, "name", p.Name, "description", p.Description, "target ranges", ranges,
+		"created", fmtTime(&p.CreatedAt), "updated", fmtTime(&p.UpdatedAt))
+}
+
+func projectsSetTargetCIDRs(fs *flag.FlagSet) func(*cliEnv, []string) error {
+	cidrs := fs.String("cidrs", "", `comma-separated CIDR ranges (within the nodes' --allowed-target-cidrs), "none", or "inherit" (the nodes' ranges)`)
+	return func(e *cliEnv, args []string) error {
+		var list []string
+		switch *cidrs {
+		case "":
+			return usagef(`--cidrs is required: ranges such as 10.20.3.0/24,10.20.4.0/24, "none" or "inherit"`)
+		case "inherit":
+		case "none":
+			list = []string{}
+		default:
+			list = strings.Split(*cidrs, ",")
+		}
+		p, err := e.c.SetProjectTargetCIDRs(e.ctx, args[0], list)
+		if err != nil {
+			return err
+		}
+		return e.print(func(w io.Writer) { projectDetail(w, p) })
+	}
 }
 
 func projectsDelete(fs *flag.FlagSet) func(*cliEnv, []string) error {

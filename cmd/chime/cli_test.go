@@ -514,6 +514,17 @@ func TestCLI(t *testing.T) {
 		t.Setenv("CHIME_PROJECT", "billing")
 		has(t, ok(t, "jobs", "get", j["id"].(string)), "billing")
 	})
+
+	t.Run("project target ranges", func(t *testing.T) {
+		has(t, ok(t, "projects", "get", "billing"), "the nodes' --allowed-target-cidrs")
+		has(t, ok(t, "projects", "set-target-cidrs", "billing", "--cidrs", "10.20.3.0/24,10.20.4.9/24"), "10.20.3.0/24,10.20.4.0/24")
+		if p := okJSON(t, "projects", "set-target-cidrs", "billing", "--cidrs", "none"); p["allowedTargetCidrs"] == nil {
+			t.Fatalf("none: %v, want []", p)
+		}
+		has(t, ok(t, "projects", "set-target-cidrs", "billing", "--cidrs", "inherit"), "the nodes' --allowed-target-cidrs")
+		has(t, fails(t, 1, "projects", "set-target-cidrs", "billing", "--cidrs", "10.20.3.0"), "--cidrs")
+		has(t, fails(t, 2, "projects", "set-target-cidrs", "billing"), "--cidrs is required")
+	})
 }
 
 func deliveriesOf(d *client.EventDetail, err error) []client.Delivery {

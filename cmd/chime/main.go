@@ -26,7 +26,7 @@ Client commands (chime <group> --help lists a group's commands):
   chime events        publish|get
   chime deliveries    list|get|retry|cancel|replay
   chime tokens        create|list|revoke
-  chime projects      create|list|get|delete
+  chime projects      create|list|get|delete|set-target-cidrs
   chime limits        show|get|set|set-project|reset
   chime cluster       status|transfer-leadership|remove-peer|health
   chime snapshot      save|restore
