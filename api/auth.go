@@ -83,6 +83,18 @@ func displayPrefix(secret string) string {
 	return secret[:lead+n]
 }
 
+// shownPrefix cuts a stored display prefix to what lists may show: tokens
+// made before the 4-character rule stored up to 12 characters of their
+// secret (half of a short chosen root token), and those must not be shown
+// either.
+func shownPrefix(stored string) string {
+	lead := 0
+	if strings.HasPrefix(stored, TokenPrefix) {
+		lead = len(TokenPrefix)
+	}
+	return stored[:lead+min(displayPrefixSecretChars, len(stored)-lead)]
+}
+
 func unauthorized(msg string) error {
 	return &Error{Status: http.StatusUnauthorized, Code: "unauthorized", Message: msg}
 }
@@ -203,7 +215,7 @@ type tokenCreatedJSON struct {
 }
 
 func tokenOut(t *fsm.Token, now time.Time) tokenJSON {
-	out := tokenJSON{ID: t.ID, Name: t.Name, Prefix: t.Prefix, Scopes: t.Scopes, ExpiresAt: timePtr(t.ExpiresAt),
+	out := tokenJSON{ID: t.ID, Name: t.Name, Prefix: shownPrefix(t.Prefix), Scopes: t.Scopes, ExpiresAt: timePtr(t.ExpiresAt),
 		CreatedAt: t.CreatedAt.Time(), CreatedBy: t.CreatedBy}
 	if t.Project != "" {
 		p := t.Project

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/chime-sched/chime/fsm"
 )
 
 // as sends a request with the given token ("" = none).
@@ -157,6 +159,13 @@ func TestTokenLengthAndDisplayPrefix(t *testing.T) {
 	for _, tok := range items(t, want(t, as(t, srv.URL, testRootToken, "GET", "/v1/tokens", ""), 200)) {
 		if p := tok["prefix"].(string); len(strings.TrimPrefix(p, TokenPrefix)) > 4 {
 			t.Errorf("token %s shows prefix %q", tok["name"], p)
+		}
+	}
+	// Tokens made before the rule stored longer prefixes (6 characters of a
+	// generated secret, half of a short chosen one): lists cut them too.
+	for stored, want := range map[string]string{"chime_abcdef": "chime_abcd", "rootroot": "root", "ab": "ab", "chime_": "chime_"} {
+		if got := tokenOut(&fsm.Token{Prefix: stored}, time.Now()).Prefix; got != want {
+			t.Errorf("stored prefix %q is shown as %q, want %q", stored, got, want)
 		}
 	}
 }

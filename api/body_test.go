@@ -20,14 +20,15 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		cfg.MinBodyRate = 1024
 	})
 	addr := strings.TrimPrefix(srv.URL, "http://")
-	for _, key := range []string{"", "trickle-1"} {
+	for _, tc := range []struct{ path, key string }{{"/v1/jobs", ""}, {"/v1/jobs", "trickle-1"}, {"/v1/cluster/restore", ""}} {
+		key := tc.key
 		conn, err := net.DialTimeout("tcp", addr, 2*time.Second)
 		if err != nil {
 			t.Fatal(err)
 		}
 		defer conn.Close()
 		body := `{"name":"slow","recurrenceSeconds":3600,"callbackUrl":"https://example.com/h","description":"` + strings.Repeat("x", 500) + `"}`
-		hdr := fmt.Sprintf("POST /v1/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", testRootToken, len(body))
+		hdr := fmt.Sprintf("POST %s HTTP/1.1\r\nHost: 127.0.0.1\r\nAuthorization: Bearer %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\n", tc.path, testRootToken, len(body))
 		if key != "" {
 			hdr += HeaderIdempotencyKey + ": " + key + "\r\n"
 		}
@@ -53,11 +54,11 @@ func TestTricklingBodyIsCut(t *testing.T) {
 		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
 		close(stop)
 		if err != nil {
-			t.Fatalf("key %q: no answer to a trickling body within 10 s: %v", key, err)
+			t.Fatalf("%s key %q: no answer to a trickling body within 10 s: %v", tc.path, key, err)
 		}
 		resp.Body.Close()
 		if resp.StatusCode != http.StatusRequestTimeout || time.Since(start) > 5*time.Second {
-			t.Fatalf("key %q: %d after %v; want 408 within seconds", key, resp.StatusCode, time.Since(start))
+			t.Fatalf("%s key %q: %d after %v; want 408 within seconds", tc.path, key, resp.StatusCode, time.Since(start))
 		}
 	}
 	// A body sent at once is unaffected.

@@ -82,7 +82,13 @@ func (s *Server) restore(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body, cluster.RestoreOptions{Foreign: foreign}); err != nil {
+	// The upload is read under the same minimum rate as every body (it
+	// is spooled to a file before anything is checked or changed), so a
+	// trickling upload cannot hold the restore path for good.
+	done := s.timedBody(c)
+	err = s.cfg.Cluster.Restore(c.Request.Context(), c.Request.Body, cluster.RestoreOptions{Foreign: foreign})
+	done()
+	if err != nil {
 		return err
 	}
 	// Through a follower the restore ran on the leader: catch up first, so

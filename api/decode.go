@@ -87,13 +87,13 @@ func bodyError(err error) error {
 //
 // done clears the deadline and must be called once the handler has read
 // what it wants: a deadline left to pass while the handler still runs
-// would fail any later read of the connection, net/http's own included.
-// Reading the body again later re-arms it. After a timeout done leaves the
-// deadline passed, so that net/http, which reads what is left of a body
-// before it answers, fails at once and closes the connection instead of
-// waiting for the trickle. Calling timedBody again for the same request
-// reuses the wrapper (the idempotency layer reads the body before the
-// handler does).
+// would fail any later read of the connection, net/http's own included (a
+// body read to its end clears it itself). Reading the body again later
+// re-arms it. After a timeout done leaves the deadline passed, so that
+// net/http, which reads what is left of a body before it answers, fails at
+// once and closes the connection instead of waiting for the trickle.
+// Calling timedBody again for the same request reuses the wrapper, as long
+// as the body is still the wrapper itself.
 func (s *Server) timedBody(c *gin.Context) (done func()) {
 	b, ok := c.Request.Body.(*deadlineBody)
 	if !ok {
@@ -138,7 +138,11 @@ func (b *deadlineBody) Read(p []byte) (int, error) {
 	_ = b.rc.SetReadDeadline(b.start.Add(allowed))
 	n, err := b.ReadCloser.Read(p)
 	b.n += int64(n)
-	b.eof = err == io.EOF
+	if b.eof = err == io.EOF; b.eof {
+		// Read to its end: whatever the handler does next (a restore's
+		// minutes of work) runs under no deadline of the body's.
+		_ = b.rc.SetReadDeadline(time.Time{})
+	}
 	var ne net.Error
 	if err != nil && (errors.Is(err, os.ErrDeadlineExceeded) || errors.As(err, &ne) && ne.Timeout()) {
 		b.timedOut = true

@@ -350,7 +350,7 @@ func (s *Server) claimKey(c *gin.Context, id, fp string, tok *fsm.Token) (claim,
 			case rec.Status != 0:
 				return nil, rec, nil
 			case rec.ClaimUntil > now:
-				return nil, nil, errKeyInProgress(c)
+				return nil, nil, errKeyInProgress()
 			case rec.Applied:
 				return nil, nil, &Error{Status: http.StatusConflict, Code: "idempotency_answer_lost", Field: HeaderIdempotencyKey,
 					Message: "a request with this Idempotency-Key was applied, but the node handling it failed before its answer was stored; do not send it again: read the result instead (GET)"}
@@ -376,12 +376,11 @@ func (s *Server) claimKey(c *gin.Context, id, fp string, tok *fsm.Token) (claim,
 		}
 		return stored, nil, nil
 	}
-	return nil, nil, errKeyInProgress(c)
+	return nil, nil, errKeyInProgress()
 }
 
-func errKeyInProgress(c *gin.Context) error {
-	c.Header("Retry-After", "1")
-	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey,
+func errKeyInProgress() error {
+	return &Error{Status: http.StatusConflict, Code: "idempotency_in_progress", Field: HeaderIdempotencyKey, RetryAfter: 1,
 		Message: "a request with this Idempotency-Key is still running; retry in a moment to get its answer"}
 }
 

@@ -42,7 +42,7 @@ const (
 	DefaultStreamsPerToken   = 16
 	DefaultStreamsPerProject = 64
 	StreamsReserved          = 16
-	streamRetryAfter         = "5"
+	streamRetryAfter         = 5 // seconds
 )
 
 // streamSlots counts this node's open streams by token and project.
@@ -65,8 +65,7 @@ func (s *Server) acquireStream(c *gin.Context, tok *fsm.Token, project string) (
 		sl.byToken, sl.byProject = map[string]int{}, map[string]int{}
 	}
 	tooMany := func(msg string) error {
-		c.Header("Retry-After", streamRetryAfter)
-		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams", Message: msg}
+		return &Error{Status: http.StatusTooManyRequests, Code: "too_many_streams", Message: msg, RetryAfter: streamRetryAfter}
 	}
 	switch {
 	case sl.byToken[tok.ID] >= s.cfg.StreamsPerToken:
@@ -74,8 +73,7 @@ func (s *Server) acquireStream(c *gin.Context, tok *fsm.Token, project string) (
 	case !operator && sl.byProject[project] >= s.cfg.StreamsPerProject:
 		return nil, tooMany(fmt.Sprintf("project %q holds %d streams on this node, its limit; close one first or use another node", project, s.cfg.StreamsPerProject))
 	case !operator && sl.total >= fsm.MaxSubscribers-StreamsReserved:
-		c.Header("Retry-After", streamRetryAfter)
-		return nil, &Error{Status: http.StatusServiceUnavailable, Code: "too_many_streams",
+		return nil, &Error{Status: http.StatusServiceUnavailable, Code: "too_many_streams", RetryAfter: streamRetryAfter,
 			Message: fmt.Sprintf("this node serves %d streams already (the rest are kept for operators); use another node or try later", sl.total)}
 	}
 	sl.total++

@@ -42,14 +42,11 @@ const (
 	backupKeyIDLabel = "chime/backup-key-id/v1"
 )
 
-// errUnverifiedSnapshot: a backup that this cluster cannot vouch for (not
-// signed, or signed with another cluster's key). It is an errBadSnapshot, so
-// it is refused with nothing changed, unless the restore says Foreign.
-var errUnverifiedSnapshot = fmt.Errorf("%w: not verified", errBadSnapshot)
-
-// ErrUnverifiedSnapshot is returned by Restore for a backup that is unsigned
-// or signed by another cluster, when RestoreOptions.Foreign is not set.
-var ErrUnverifiedSnapshot = errUnverifiedSnapshot
+// ErrUnverifiedSnapshot is returned by Restore for a backup that this
+// cluster cannot vouch for (unsigned, or signed by another cluster) when
+// RestoreOptions.Foreign is not set. It is an ErrBadSnapshot, so it is
+// refused with nothing changed.
+var ErrUnverifiedSnapshot = fmt.Errorf("%w: not verified", errBadSnapshot)
 
 // RestoreOptions are the choices of a restore.
 type RestoreOptions struct {
@@ -61,11 +58,7 @@ type RestoreOptions struct {
 
 type backupKey []byte
 
-func newBackupKey(clusterKey string) backupKey {
-	m := hmac.New(sha256.New, []byte(clusterKey))
-	m.Write([]byte(backupKeyLabel))
-	return m.Sum(nil)
-}
+func newBackupKey(clusterKey string) backupKey { return deriveKey(clusterKey, backupKeyLabel) }
 
 func (k backupKey) mac() hash.Hash { return hmac.New(sha256.New, k) }
 
@@ -98,7 +91,7 @@ func writeSignedSnapshot(w io.Writer, st *fsm.State, key backupKey) error {
 // verifyBackup checks the signature of the backup in f (size bytes) and
 // returns the length of its snapshot stream (without the trailer). A backup
 // signed with this cluster's key must match its signature, foreign or not;
-// one unsigned or signed with another key is refused (errUnverifiedSnapshot)
+// one unsigned or signed with another key is refused (ErrUnverifiedSnapshot)
 // unless opts.Foreign. check, when not nil, validates the stream first, so
 // that a damaged file is reported as damaged rather than as unverified.
 func verifyBackup(f io.ReaderAt, size int64, key backupKey, opts RestoreOptions, check func(streamLen int64) error) (int64, string, error) {
@@ -150,7 +143,7 @@ func verifyBackup(f io.ReaderAt, size int64, key backupKey, opts RestoreOptions,
 		}
 	}
 	if !opts.Foreign {
-		return 0, "", fmt.Errorf("%w: %s; restore it as foreign if you trust it", errUnverifiedSnapshot, why)
+		return 0, "", fmt.Errorf("%w: %s; restore it as foreign if you trust it", ErrUnverifiedSnapshot, why)
 	}
 	return streamLen, provenance, nil
 }

@@ -87,7 +87,7 @@ func toWireError(err error) *wireError {
 		code = codeTimeout
 	case errors.Is(err, ErrShutdown):
 		code = codeShutdown
-	case errors.Is(err, errUnverifiedSnapshot): // before errBadSnapshot, which it wraps
+	case errors.Is(err, ErrUnverifiedSnapshot): // before errBadSnapshot, which it wraps
 		code = codeUnverified
 	case errors.Is(err, errBadSnapshot):
 		code = codeBadSnapshotBody
@@ -111,7 +111,7 @@ func fromWireError(w *wireError) error {
 	case codeShutdown:
 		return fmt.Errorf("leader: %w", ErrShutdown)
 	case codeUnverified:
-		return fmt.Errorf("%w: %s", errUnverifiedSnapshot, strings.TrimPrefix(w.Message, errUnverifiedSnapshot.Error()+": "))
+		return fmt.Errorf("%w: %s", ErrUnverifiedSnapshot, strings.TrimPrefix(w.Message, ErrUnverifiedSnapshot.Error()+": "))
 	case codeBadSnapshotBody:
 		// The leader's message already starts with the sentinel's text.
 		return fmt.Errorf("%w: %s", errBadSnapshot, strings.TrimPrefix(w.Message, errBadSnapshot.Error()+": "))

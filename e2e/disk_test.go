@@ -72,13 +72,15 @@ func TestDiskFull(t *testing.T) {
 	_ = os.Remove(filler)
 	recovered(ctx, t, p, "after-short")
 
-	// Filled to the last byte at once, before the guard's next look: the
-	// write reaches Raft and fails with ENOSPC, and still answers 503; the
-	// node then backs off instead of standing in an election every second.
+	// Filled to the last byte at once, before the guard's next look: a
+	// write with a large payload needs new pages in the log store, reaches
+	// Raft and fails with ENOSPC, and still answers 503; the node then backs
+	// off instead of standing in an election every second.
 	elections = leaderStates(t, p)
 	fill(t, filler, 0)
+	big := strings.Repeat("x", 200<<10)
 	for i := range 3 {
-		expectDiskFull(ctx, t, p, fmt.Sprintf("full-%d", i))
+		expectDiskFullAt(ctx, t, p, "/v1/jobs", fmt.Sprintf(`{"name":"full-%d","callbackUrl":"http://127.0.0.1:9/x","delaySeconds":3600,"payload":{"pad":%q}}`, i, big))
 	}
 	sleepCtx(ctx, 12*time.Second)
 	flaps := leaderStates(t, p) - elections
@@ -108,17 +110,23 @@ func recovered(ctx context.Context, t *testing.T, p *proc, name string) time.Dur
 // Retry-After.
 func expectDiskFull(ctx context.Context, t *testing.T, p *proc, name string) {
 	t.Helper()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url("/v1/projects"), strings.NewReader(`{"name":"`+name+`"}`))
+	expectDiskFullAt(ctx, t, p, "/v1/projects", `{"name":"`+name+`"}`)
+}
+
+func expectDiskFullAt(ctx context.Context, t *testing.T, p *proc, path, body string) {
+	t.Helper()
+	name := path
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, p.url(path), strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer "+rootToken)
 	resp, err := httpc.Do(req)
 	if err != nil {
-		t.Fatalf("create %s: %v", name, err)
+		t.Fatalf("POST %s: %v", name, err)
 	}
 	defer resp.Body.Close()
 	var b bytes.Buffer
 	_, _ = b.ReadFrom(resp.Body)
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(b.String(), `"disk_full"`) || resp.Header.Get("Retry-After") == "" {
-		t.Errorf("create %s on a short disk: HTTP %d Retry-After %q %s; want 503 disk_full with Retry-After",
+		t.Errorf("POST %s on a short disk: HTTP %d Retry-After %q %.300s; want 503 disk_full with Retry-After",
 			name, resp.StatusCode, resp.Header.Get("Retry-After"), bytes.TrimSpace(b.Bytes()))
 	}
 }

@@ -558,3 +558,17 @@ func TestUsageAndDocsListEveryCommand(t *testing.T) {
 		}
 	}
 }
+
+// Every command the usage lists is one run dispatches: "chime limits" was
+// listed and tested through runGroup, yet answered "unknown command".
+func TestUsageCommandsAreDispatched(t *testing.T) {
+	for _, line := range strings.Split(usage, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 2 || f[0] != "chime" || strings.HasPrefix(f[1], "-") || f[1] == "agent" {
+			continue
+		}
+		if code := run([]string{f[1], "--help"}); code != 0 {
+			t.Errorf("chime %s --help exits %d: the usage lists a command run does not dispatch", f[1], code)
+		}
+	}
+}

@@ -53,7 +53,7 @@ func run(args []string) int {
 		return runAgent(args[1:])
 	case "schedule":
 		return runSchedule(args[1:], os.Stdout, os.Stderr)
-	case "jobs", "occurrences", "endpoints", "events", "deliveries", "tokens", "projects", "cluster", "snapshot":
+	case "jobs", "occurrences", "endpoints", "events", "deliveries", "tokens", "projects", "cluster", "snapshot", "limits":
 		return runGroup(args[0], args[1:], os.Stdout, os.Stderr)
 	case "keygen":
 		return runKeygen(args[1:], os.Stdout, os.Stderr)

@@ -18,6 +18,9 @@ func runSchedule(args []string, stdout, stderr io.Writer) int {
 	const usageLine = "usage: chime schedule preview (--spec '<json>' | --every/--at/--on/--cron/--in ...) [--from RFC3339] [--count N] [--default-timezone ZONE]"
 	if len(args) == 0 || args[0] != "preview" {
 		fmt.Fprintln(stderr, usageLine)
+		if len(args) > 0 && (args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
+			return 0 // asked for: not a mistake
+		}
 		return 2
 	}
 	fs := flag.NewFlagSet("chime schedule preview", flag.ContinueOnError)
