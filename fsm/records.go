@@ -326,7 +326,8 @@ type IdempotencyRecord struct {
 	Applied bool `msgpack:"applied,omitempty"`
 	// Caller is the id of the token that sent the first request (never the
 	// token itself): the answer is replayed to that token only. Records of
-	// older versions have none and are replayed to nobody.
+	// older versions have none: they are replayed only to admin tokens bound
+	// to no project, scrubbed of secrets (api/idempotency.go).
 	Caller string `msgpack:"caller,omitempty"`
 	// Withheld names the answer's fields that carried a secret, removed
 	// from Body before it was stored: a secret is shown once.

@@ -11,6 +11,7 @@ import (
 	"net/netip"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"runtime/debug"
 	"syscall"
 	"time"
@@ -174,7 +175,15 @@ func runAgentWith(f agentFlags, logger *slog.Logger) error {
 	}
 	if f.rootToken != "" {
 		if err := api.ValidateRootToken(f.rootToken); err != nil {
-			return err
+			// The token only counts when a cluster is created. A node that
+			// already has its state (an upgrade of a node set up with a
+			// shorter token, say) must not be kept down by it: it goes on
+			// without, and says so.
+			if _, serr := os.Stat(filepath.Join(f.dataDir, "raft", "raft.db")); serr != nil {
+				return err
+			}
+			logger.Warn("CHIME_ROOT_TOKEN ignored: too short for a new cluster, and this node's cluster exists already (the token only counts when a cluster is created); unset it", "error", err)
+			f.rootToken = ""
 		}
 	}
 	schedCfg := scheduler.DefaultConfig()

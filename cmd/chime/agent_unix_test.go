@@ -152,3 +152,33 @@ func TestKeygen(t *testing.T) {
 		t.Fatalf("extra argument: exit %d", code)
 	}
 }
+
+// TestAgentShortRootToken: a root token under 32 characters stops a node that
+// would create a cluster, but not one whose cluster exists already (where the
+// token no longer counts), so an upgrade of a node set up with a shorter token
+// does not keep it down. The second start fails later, on a bad --tls-mode,
+// which shows that the token did not stop it.
+func TestAgentShortRootToken(t *testing.T) {
+	short := strings.Repeat("r", 20)
+	start := func(dir string) error {
+		var f agentFlags
+		if err := agentFlagSet(&f).Parse([]string{"--data-dir", dir, "--http-addr", loopback.FreeAddr(t), "--root-token", short, "--tls-mode", "off"}); err != nil {
+			t.Fatal(err)
+		}
+		return runAgentWith(f, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}
+	fresh := filepath.Join(t.TempDir(), "data")
+	if err := start(fresh); err == nil || !strings.Contains(err.Error(), "at least 32") {
+		t.Fatalf("a new node with a 20-character root token: %v, want refused", err)
+	}
+	existing := filepath.Join(t.TempDir(), "data")
+	if err := os.MkdirAll(filepath.Join(existing, "raft"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(existing, "raft", "raft.db"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := start(existing); !errors.Is(err, cluster.ErrTLSMode) {
+		t.Fatalf("a node with state and a 20-character root token: %v, want it past the token check", err)
+	}
+}
