@@ -98,11 +98,52 @@ func eventOut(e *fsm.Event) eventJSON {
 	if len(data) == 0 {
 		data = json.RawMessage("null")
 	}
+	if fsm.LifecycleEventTypes[e.Type] && bytes.Contains(data, []byte(`"headers"`)) {
+		data = maskEventHeaders(data)
+	}
 	return eventJSON{
 		ID: e.ID, Project: e.Project, Type: e.Type, Data: data, Status: e.Status,
 		ScheduledAt: timePtr(e.ScheduledAt), PublishedAt: timePtr(e.PublishedAt),
 		IdempotencyKey: strPtr(e.IdempotencyKey), CreatedAt: timePtr(e.CreatedAt),
 	}
+}
+
+// maskEventHeaders masks the header values in the data of a lifecycle event
+// that Chime stored before header values were treated as secrets (the job
+// under "job", and its old and new values under "changes"): every object
+// named "headers" has its values replaced. New events are stored masked
+// (fsm.MaskHeaders); published events' data is the publisher's own and is
+// never touched.
+func maskEventHeaders(data json.RawMessage) json.RawMessage {
+	var v any
+	if err := json.Unmarshal(data, &v); err != nil {
+		return data
+	}
+	var walk func(v any)
+	walk = func(v any) {
+		switch t := v.(type) {
+		case map[string]any:
+			for k, x := range t {
+				if h, ok := x.(map[string]any); ok && k == "headers" {
+					for name := range h {
+						h[name] = fsm.MaskedHeaderValue
+					}
+					continue
+				}
+				walk(x)
+			}
+		case []any:
+			for _, x := range t {
+				walk(x)
+			}
+		}
+	}
+	walk(v)
+	out, err := json.Marshal(v)
+	if err != nil {
+		return data
+	}
+	return out
 }
 
 // buildEvent validates a publish request and returns the event to store.

@@ -1,9 +1,11 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/chime-sched/chime/dispatch"
 	"github.com/chime-sched/chime/fsm"
@@ -155,5 +157,36 @@ func TestHeaderNamesAndValuesValidatedAsNetHTTP(t *testing.T) {
 		if !dispatch.ReservedHeader(name) {
 			t.Errorf("dispatch.ReservedHeader(%q) is false", name)
 		}
+	}
+}
+
+// Lifecycle events stored before header values were masked hold them in
+// their data (the job, and its changes); GET /v1/events/{id} masks them on
+// the way out. A published event's data is the publisher's own: untouched.
+func TestOldLifecycleEventHeadersMasked(t *testing.T) {
+	srv, c := newNodeWith(t, func(*Config) {})
+	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
+	defer cancel()
+	for _, ev := range []*fsm.Event{
+		{ID: "evt_old", Project: DefaultProject, Type: fsm.EventJobUpdated, Status: "published", CreatedAt: 1700000000000,
+			Data: []byte(`{"event":"job.updated","job":{"id":"j1","headers":{"Authorization":"Bearer s3cret"}},"changes":{"headers":{"Authorization":"Bearer s3cret"}}}`)},
+		{ID: "evt_user", Project: DefaultProject, Type: "invoice.paid", Status: "published", CreatedAt: 1700000000000,
+			Data: []byte(`{"headers":{"x":"mine"}}`)},
+	} {
+		cmd, err := fsm.PutCommand(fsm.TableEvents, ev, fsm.PutOptions{IfAbsent: true})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Apply(ctx, cmd); err != nil {
+			t.Fatal(err)
+		}
+	}
+	r := want(t, do(t, srv, "GET", "/v1/events/evt_old", ""), 200)
+	if strings.Contains(string(r.raw), "s3cret") || !strings.Contains(string(r.raw), fsm.MaskedHeaderValue) {
+		t.Errorf("an old lifecycle event shows header values: %s", r.raw)
+	}
+	r = want(t, do(t, srv, "GET", "/v1/events/evt_user", ""), 200)
+	if !strings.Contains(string(r.raw), `"mine"`) {
+		t.Errorf("a published event's own data was changed: %s", r.raw)
 	}
 }
