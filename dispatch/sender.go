@@ -278,7 +278,7 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 		data = data[:s.maxBody]
 	}
 	resp.Body.Close()
-	out.Summary = summarize(data, SummaryBytes)
+	out.Summary = summarize(maskEchoedHeaders(data, r.Headers), SummaryBytes)
 	// An address only the node-wide ranges admit: keep status and timing,
 	// not what an internal service said (see WithholdInternalBodies).
 	if a := remote.Load(); a != nil {
@@ -288,6 +288,24 @@ func (s *Sender) Send(ctx context.Context, r Request) (out Outcome) {
 	}
 	out.Latency = time.Since(start)
 	return out
+}
+
+// minEchoMask is the shortest header value masked in a response: shorter
+// ones (an attempt number) are no secret, and masking them would garble the
+// summary.
+const minEchoMask = 8
+
+// maskEchoedHeaders replaces, in a response body, every value of a header
+// the call sent: a receiver that echoes its request (a debugging endpoint,
+// an error page) must not turn the summary, which read tokens see, into a
+// copy of the credentials that the API never shows (issue 12, item 7).
+func maskEchoedHeaders(body []byte, headers map[string]string) []byte {
+	for _, v := range headers {
+		if len(v) >= minEchoMask && bytes.Contains(body, []byte(v)) {
+			body = bytes.ReplaceAll(body, []byte(v), []byte("********"))
+		}
+	}
+	return body
 }
 
 // describe turns a client error into the attempt's error text.

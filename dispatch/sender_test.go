@@ -373,3 +373,17 @@ func TestSenderWithholdsInternalBodiesUnderNodeRanges(t *testing.T) {
 		t.Fatalf("project with no ranges: %+v, want refused (and not counted as unreachable)", out)
 	}
 }
+
+// A receiver that echoes its request must not put the target's credentials
+// into the attempt's summary, which read tokens see.
+func TestSendSummaryMasksEchoedHeaders(t *testing.T) {
+	srv := serve(t, func(w http.ResponseWriter, r *http.Request) {
+		w.WriteHeader(400)
+		io.WriteString(w, "you sent Authorization="+r.Header.Get("Authorization")+" X-Api-Key="+r.Header.Get("X-Api-Key")+" attempt="+r.Header.Get("Chime-Attempt"))
+	})
+	got := newTestSender(t, SenderConfig{}).Send(context.Background(), Request{URL: srv.URL,
+		Headers: map[string]string{"Authorization": "Bearer s3cret-token", "X-Api-Key": "k-0123456789", "Chime-Attempt": "2"}})
+	if strings.Contains(got.Summary, "s3cret") || strings.Contains(got.Summary, "0123456789") || !strings.Contains(got.Summary, "attempt=2") {
+		t.Fatalf("summary %q", got.Summary)
+	}
+}
