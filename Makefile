@@ -66,7 +66,7 @@ compose_cmd = $(or $(COMPOSE),$(error neither "docker compose" nor docker-compos
 compose = $(compose_cmd) -f docker-compose.yml$(if $(FIVE), -f docker-compose.five.yml)
 
 image: build ## container image chime:latest: bin/chime on scratch (nothing is pulled)
-	mkdir -p bin/image/data
+	mkdir -p bin/image/data && chmod 0700 bin/image/data
 	cp /etc/ssl/certs/ca-certificates.crt bin/image/ca-certificates.crt
 	docker build --build-arg VERSION=$(VERSION) -t $(IMAGE):latest -t $(IMAGE):$(VERSION) .
 
