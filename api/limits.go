@@ -39,6 +39,7 @@ var limitFields = []struct {
 	{"publishesPerSecond", func(l *fsm.Limits) *int64 { return &l.PublishesPerSecond }, maxRateLimit},
 	{"publishBurst", func(l *fsm.Limits) *int64 { return &l.PublishBurst }, maxRateLimit},
 	{"minIntervalSeconds", func(l *fsm.Limits) *int64 { return &l.MinIntervalSeconds }, maxIntervalLimit},
+	{"maxScheduledEvents", func(l *fsm.Limits) *int64 { return &l.MaxScheduledEvents }, maxCountLimit},
 }
 
 // limitsOut shows limits as the API speaks of them: 0 is "no limit".

@@ -82,5 +82,7 @@
 //     in a table of their own whose snapshot records are of an ignorable
 //     type (0x90): an older node that ignores the flag keeps every record it
 //     knows identical to the newer nodes' (fields on Endpoint would have made
-//     its ModifyIndex differ). Ignorable table numbers start at 0x90.
+//     its ModifyIndex differ). Ignorable snapshot record types are numbered
+//     from 0x8A up, in the order they were added (0x8A limits, 0x8B usage,
+//     0x90 breakers); a new one takes the next free number with the 0x80 bit.
 package fsm

@@ -198,13 +198,13 @@ func fullOccurrence(id, job, project string, n int64, status string, done Millis
 // fullLimits sets every limit, high enough that fill's writes all pass.
 func fullLimits(id string) *Limits {
 	return &Limits{ID: id, MaxJobs: 100, MaxEndpoints: 100, MaxUndelivered: 100, CreatesPerSecond: 1000, CreateBurst: 1000,
-		PublishesPerSecond: 1000, PublishBurst: 1000, MinIntervalSeconds: 1, UpdatedAt: 1700000000000}
+		PublishesPerSecond: 1000, PublishBurst: 1000, MinIntervalSeconds: 1, MaxScheduledEvents: 100, UpdatedAt: 1700000000000}
 }
 
 func fullEvent(id, project, status string, at Millis) *Event {
 	return &Event{ID: id, Project: project, Type: "order.created", Data: []byte(`{"order":42}`), ScheduledAt: at,
 		PublishedAt: 1700000000400, Status: status, IdempotencyKey: "idem-" + id, InitiatorID: "tok-1", SkipEndpoint: "ep-0", OnlyEndpoint: "ep-1",
-		CreatedAt: 1700000000000}
+		SkipReason: "quota_exceeded: test", CreatedAt: 1700000000000}
 }
 
 func fullDelivery(id, project, node, status string, next, lease, done Millis) *Delivery {
