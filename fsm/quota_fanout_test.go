@@ -155,7 +155,9 @@ func TestQuotaScheduledEventsBounded(t *testing.T) {
 func TestQuotaNotEnforcedWithoutClusterRow(t *testing.T) {
 	h := newHarness(t)
 	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})), put(t, TableLimits, &Limits{ID: "p", MaxJobs: 1}))
-	job := func(id string) []byte { return put(t, TableJobs, &Job{ID: id, Project: "p", Status: JobActive, CreatedAt: 1000}) }
+	job := func(id string) []byte {
+		return put(t, TableJobs, &Job{ID: id, Project: "p", Status: JobActive, CreatedAt: 1000})
+	}
 	h.ok(job("j1"), job("j2"))
 	if err := h.f.State().CheckQuota("p", QuotaCreateJob, 1000); err != nil {
 		t.Fatalf("pre-check without the cluster row: %v", err)
@@ -166,5 +168,51 @@ func TestQuotaNotEnforcedWithoutClusterRow(t *testing.T) {
 	h.ok(put(t, TableLimits, &Limits{ID: ClusterLimitsID}))
 	if err := h.apply(job("j3")).Err; !errors.Is(err, ErrQuota) {
 		t.Fatalf("with the cluster row: %v, want a quota error", err)
+	}
+}
+
+// "Fill, cancel, fill, retry": a cancelled delivery does not count, so
+// retrying it must fit under maxUndelivered like a new publish (it used to
+// re-queue with no check). A dead letter, which still counts, retries freely.
+func TestQuotaRetryOfCancelledDelivery(t *testing.T) {
+	h, j := pipelineFixture(t)
+	h.ok(put(t, TableLimits, &Limits{ID: ClusterLimitsID, MaxUndelivered: 2}))
+	next := *j
+	next.NextFireAt, next.OccurrenceCount = 2000, 1
+	h.ok(fireCmd(t, 1000, []JobFire{{Job: next, Occurrence: occ("o1", 1, "k1"), Deliveries: []Delivery{dlv("d1", "o1", ""), dlv("d2", "o1", "")}}}))
+	h.ok(controlCmd(t, 1100, DeliveryAction{DeliveryID: "d1", Action: ActionCancel}))
+	if u := h.f.State().Usage("p"); u.Undelivered != 1 {
+		t.Fatalf("undelivered after a cancel = %d, want 1", u.Undelivered)
+	}
+	// Fill again.
+	cur, _ := h.f.State().Job("j1")
+	next = *cur
+	next.NextFireAt, next.OccurrenceCount = 3000, 2
+	h.ok(fireCmd(t, 2000, []JobFire{{Job: next, Occurrence: occ("o2", 2, "k2"), Deliveries: []Delivery{dlv("d3", "o2", "")}}}))
+
+	quotaErrOf(t, h.f.State().CheckQuota("p", QuotaPublish, 2100), "maxUndelivered")
+	res := h.apply(controlCmd(t, 2100, DeliveryAction{DeliveryID: "d1", Action: ActionRetry, Node: "n1", LeaseUntil: 9000}))
+	quotaErrOf(t, res.Results[0].Err, "maxUndelivered")
+	if d1, _ := h.f.State().Delivery("d1"); d1.Status != DeliveryCancelled {
+		t.Fatalf("refused retry changed d1: %+v", d1)
+	}
+	if u := h.f.State().Usage("p"); u.Undelivered != 2 {
+		t.Fatalf("undelivered = %d, want 2", u.Undelivered)
+	}
+
+	// A dead letter is counted already: its retry is free.
+	d2, _ := h.f.State().Delivery("d2")
+	h.ok(resultsCmd(t, 2200, DeliveryResult{DeliveryID: "d2", Fence: d2.Fence, Status: DeliveryDeadLetter, Attempt: Attempt{StatusCode: 500}}))
+	if res := h.apply(controlCmd(t, 2300, DeliveryAction{DeliveryID: "d2", Action: ActionRetry, Node: "n1", LeaseUntil: 9000})); res.Results[0].Err != nil {
+		t.Fatalf("retry of a dead letter at the limit: %v", res.Results[0].Err)
+	}
+
+	// With room again, the cancelled one can be retried.
+	h.ok(controlCmd(t, 2400, DeliveryAction{DeliveryID: "d3", Action: ActionCancel}))
+	if res := h.apply(controlCmd(t, 2500, DeliveryAction{DeliveryID: "d1", Action: ActionRetry, Node: "n1", LeaseUntil: 9000})); res.Results[0].Err != nil {
+		t.Fatal(res.Results[0].Err)
+	}
+	if u := h.f.State().Usage("p"); u.Undelivered != 2 {
+		t.Fatalf("undelivered = %d, want 2", u.Undelivered)
 	}
 }
