@@ -1,12 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
 	"github.com/chime-sched/chime/scheduler"
 	"github.com/gin-gonic/gin"
@@ -198,6 +201,11 @@ func (s *Server) patchLimits(c *gin.Context, id string) error {
 		opts := fsm.PutOptions{IfAbsent: true}
 		if cur, err := s.cfg.Cluster.FSM().State().Limits(id); err == nil {
 			row, opts = *cur, fsm.PutOptions{IfIndex: cur.ModifyIndex}
+		} else if id == fsm.ClusterLimitsID && !s.cfg.Cluster.AllServersAtLeast(cluster.LevelQuotas) {
+			// The cluster row switches enforcement on: not while a server
+			// that would ignore it is in the cluster (limitsWriter).
+			return &Error{Status: http.StatusConflict, Code: "upgrade_in_progress", RetryAfter: 30,
+				Message: "quotas cannot be switched on while a server of an older version is in the cluster: finish the rolling upgrade (or remove servers that are gone) and try again"}
 		}
 		if err := applyLimitsPatch(body, &row); err != nil {
 			return err
@@ -248,4 +256,90 @@ func (s *Server) checkMinInterval(project string, spec scheduler.Spec, canonical
 		}
 	}
 	return nil
+}
+
+// limitsWriter writes the cluster-wide limits row (fsm.DefaultLimits) when
+// the cluster has none: a new cluster, or one upgraded from a build without
+// quotas. The row switches enforcement on in every replica's Apply, so it is
+// written only once every server in the Raft configuration gossips
+// cluster.LevelQuotas: an older replica ignores the quota tables and would
+// go on applying the creates, fires and triggers the newer ones refuse, and
+// the replicas' jobs and deliveries would differ. It waits in its own
+// goroutine, so that the poller and the other leader hooks start at once.
+type limitsWriter struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *limitsWriter) start(ctx context.Context, h *BootstrapHook, now func() time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done != nil {
+		return // already waiting in this term
+	}
+	ctx, w.cancel = context.WithCancel(ctx)
+	w.done = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		h.writeLimits(ctx, now)
+	}(w.done)
+}
+
+func (w *limitsWriter) stop() {
+	w.mu.Lock()
+	cancel, done := w.cancel, w.done
+	w.cancel, w.done = nil, nil
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// writeLimits waits until the row exists or may be written, and writes it.
+func (h *BootstrapHook) writeLimits(ctx context.Context, now func() time.Time) {
+	poll := h.LimitsPoll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	logged := false
+	for {
+		if _, err := h.Cluster.FSM().State().Limits(fsm.ClusterLimitsID); err == nil {
+			return
+		}
+		if h.Cluster.AllServersAtLeast(cluster.LevelQuotas) {
+			l := fsm.DefaultLimits
+			l.UpdatedAt = fsm.MillisOf(now())
+			cmd, err := fsm.PutCommand(fsm.TableLimits, &l, fsm.PutOptions{IfAbsent: true})
+			if err == nil {
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				var res *fsm.Result
+				res, err = h.Cluster.Apply(actx, cmd)
+				cancel()
+				if err == nil && (res.Err == nil || errors.Is(res.Err, fsm.ErrConflict)) {
+					if h.Logger != nil {
+						h.Logger.Info("cluster limits written: quotas are enforced from now on")
+					}
+					return
+				}
+				if err == nil {
+					err = res.Err
+				}
+			}
+			if h.Logger != nil && ctx.Err() == nil {
+				h.Logger.Warn("writing the cluster limits failed; will retry", "error", err)
+			}
+		} else if !logged && h.Logger != nil {
+			logged = true
+			h.Logger.Warn("quotas are not enforced yet: waiting until every server in the Raft configuration runs a version that enforces them (finish the rolling upgrade, or remove servers that are gone)")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
 }

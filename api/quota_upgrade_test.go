@@ -1,0 +1,89 @@
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http/httptest"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/chime-sched/chime/cluster"
+	"github.com/chime-sched/chime/fsm"
+	"github.com/chime-sched/chime/chimetest/loopback"
+)
+
+// gatedCluster plays a cluster in a rolling upgrade: AllServersAtLeast is
+// false until upgraded is set.
+type gatedCluster struct {
+	*cluster.Cluster
+	upgraded atomic.Bool
+}
+
+func (g *gatedCluster) AllServersAtLeast(level int) bool {
+	return g.upgraded.Load() && g.Cluster.AllServersAtLeast(level)
+}
+
+// Issue 12 item 4, upgrade: the leader writes the limits row (which switches
+// quota enforcement on in every replica's Apply) only once every server in
+// the Raft configuration runs a version that enforces them; until then no
+// quota is enforced anywhere and an admin cannot switch them on by hand, so
+// an older replica, which ignores the quota tables, applies exactly what the
+// newer ones apply.
+func TestLimitsRowWaitsForEveryServer(t *testing.T) {
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c, err := cluster.New(cluster.Config{
+		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
+		BootstrapExpect: 1, ClusterName: "test", Version: "test", Logger: logger, FSM: fsm.New(logger),
+		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
+		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := &gatedCluster{Cluster: c}
+	if err := c.Start(&BootstrapHook{Cluster: g, Logger: logger, RootToken: testRootToken, LimitsPoll: 20 * time.Millisecond}); err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(asRoot(New(Config{Cluster: g, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}).Handler()))
+	t.Cleanup(func() {
+		srv.Close()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = c.Shutdown(ctx)
+	})
+	waitFor(t, 10*time.Second, "the default project", func() bool {
+		_, err := c.FSM().State().Project(DefaultProject)
+		return err == nil
+	})
+	// An older server is in the configuration: several polls later there is
+	// still no row, and nothing is enforced.
+	time.Sleep(200 * time.Millisecond)
+	if _, err := c.FSM().State().Limits(fsm.ClusterLimitsID); err == nil {
+		t.Fatal("limits row written while a server of an older version is in the cluster")
+	}
+	if l := c.FSM().State().EffectiveLimits(DefaultProject); l.MaxJobs != 0 {
+		t.Fatalf("limits in force during the upgrade: %+v", l)
+	}
+	r := want(t, do(t, srv, "PATCH", "/v1/limits", `{"maxJobs": 5}`), 409)
+	if code, _ := errorOf(t, r); code != "upgrade_in_progress" {
+		t.Fatalf("code %q", code)
+	}
+	// A project override may be set meanwhile; it waits for the cluster row.
+	want(t, do(t, srv, "PATCH", "/v1/projects/default/limits", `{"maxJobs": 5}`), 200)
+	if l := c.FSM().State().EffectiveLimits(DefaultProject); l.MaxJobs != 0 {
+		t.Fatalf("a project row enforced without the cluster row: %+v", l)
+	}
+
+	// The last server is upgraded: the leader writes the defaults.
+	g.upgraded.Store(true)
+	waitFor(t, 10*time.Second, "the limits row", func() bool {
+		_, err := c.FSM().State().Limits(fsm.ClusterLimitsID)
+		return err == nil
+	})
+	l := c.FSM().State().EffectiveLimits(DefaultProject)
+	if l.MaxJobs != 5 || l.MaxUndelivered != fsm.DefaultLimits.MaxUndelivered {
+		t.Fatalf("limits after the upgrade: %+v", l)
+	}
+}
