@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/chime-sched/chime/chimetest/loopback"
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
-	"github.com/chime-sched/chime/chimetest/loopback"
 )
 
 // gatedCluster plays a cluster in a rolling upgrade: AllServersAtLeast is
