@@ -221,14 +221,10 @@ func (s *Server) checkQuota(project string, op fsm.QuotaOp) error {
 	return s.cfg.Cluster.FSM().State().CheckQuota(project, op, fsm.MillisOf(s.cfg.Now()))
 }
 
-// minIntervalProbe is how many fires of a calendar, recurrence or cron
-// schedule are looked at for the smallest gap.
-const minIntervalProbe = 64
-
 // checkMinInterval refuses a schedule whose fires can come closer together
 // than the project's minIntervalSeconds: a 400 naming the schedule's field,
 // not a 429, because sending it again will never help. An interval is
-// checked exactly; other kinds by their next fires.
+// checked exactly; other kinds by every fire where two can come closest.
 func (s *Server) checkMinInterval(project string, spec scheduler.Spec, canonical []byte, kind string, now time.Time) error {
 	limit := s.cfg.Cluster.FSM().State().EffectiveLimits(project).MinIntervalSeconds
 	if limit <= 1 { // the scheduler's own floor is a second
@@ -246,14 +242,19 @@ func (s *Server) checkMinInterval(project string, spec scheduler.Spec, canonical
 		}
 		return nil
 	}
-	fires, err := scheduler.Preview(canonical, s.cfg.Schedule, now, minIntervalProbe)
+	// Every fire of the windows where two can come closest, not only the
+	// next few: see scheduler.(*Schedule).MinGap.
+	sp, err := scheduler.ParseSpec(canonical)
 	if err != nil {
 		return scheduleError(err)
 	}
-	for i := 1; i < len(fires); i++ {
-		if gap := fires[i].Sub(fires[i-1]); gap < time.Duration(limit)*time.Second {
-			return badRequest(field, fmt.Sprintf("the schedule has fires %s apart: it %s", gap, msg))
-		}
+	sch, err := scheduler.Compile(sp, s.cfg.Schedule, now)
+	if err != nil {
+		return scheduleError(err)
+	}
+	if g, found := sch.MinGap(now, time.Duration(limit)*time.Second); found {
+		return badRequest(field, fmt.Sprintf("the schedule has fires %s apart (%s and %s): it %s",
+			g.Len(), g.From.UTC().Format(time.RFC3339), g.To.UTC().Format(time.RFC3339), msg))
 	}
 	return nil
 }

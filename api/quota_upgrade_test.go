@@ -2,9 +2,11 @@ package api
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http/httptest"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -85,5 +87,29 @@ func TestLimitsRowWaitsForEveryServer(t *testing.T) {
 	l := c.FSM().State().EffectiveLimits(DefaultProject)
 	if l.MaxJobs != 5 || l.MaxUndelivered != fsm.DefaultLimits.MaxUndelivered {
 		t.Fatalf("limits after the upgrade: %+v", l)
+	}
+}
+
+// Issue 12 item 4, review: minIntervalSeconds looked at the next 64 fires
+// only; 200 times six minutes apart and then two a minute apart passed.
+func TestMinIntervalSeesEveryTimeOfDay(t *testing.T) {
+	srv, _ := newNodeWithBody(t, 1<<20)
+	want(t, do(t, srv, "PATCH", "/v1/projects/default/limits", `{"minIntervalSeconds":300}`), 200)
+	var times []string
+	for i := range 200 {
+		times = append(times, fmt.Sprintf(`"%02d:%02d"`, i*6/60, i*6%60))
+	}
+	body := `{"callbackUrl":"https://example.com/cb","scheduleTimes":[` + strings.Join(times, ",") + `]}`
+	want(t, do(t, srv, "POST", "/v1/jobs", body), 201)
+	body = `{"callbackUrl":"https://example.com/cb","scheduleTimes":[` + strings.Join(times, ",") + `,"21:00","21:01"]}`
+	r := want(t, do(t, srv, "POST", "/v1/jobs", body), 400)
+	if _, f := errorOf(t, r); f != "scheduleTimes" {
+		t.Fatalf("field %q: %s", f, r.raw)
+	}
+	// The same through a PATCH of the job's schedule.
+	r = want(t, do(t, srv, "POST", "/v1/jobs", `{"callbackUrl":"https://example.com/cb","cron":"0 9 * * *"}`), 201)
+	r = want(t, do(t, srv, "PATCH", "/v1/jobs/"+str(t, r.body, "id"), `{"cron":"0,1 23 * * *"}`), 400)
+	if _, f := errorOf(t, r); f != "cron" {
+		t.Fatalf("field %q: %s", f, r.raw)
 	}
 }
