@@ -344,3 +344,33 @@ func (h *BootstrapHook) writeLimits(ctx context.Context, now func() time.Time) {
 		}
 	}
 }
+
+// claimQuota is the quota a keyed route's request would be refused for,
+// checked before its Idempotency-Key is claimed.
+var claimQuota = map[string]fsm.QuotaOp{
+	"/v1/jobs":               fsm.QuotaCreateJob,
+	"/v1/endpoints":          fsm.QuotaCreateEndpoint,
+	"/v1/events":             fsm.QuotaPublishEvent,
+	"/v1/jobs/:id/trigger":   fsm.QuotaPublish,
+	"/v1/endpoints/:id/test": fsm.QuotaPublishEvent,
+}
+
+// preClaimQuota runs before a keyed request claims its key (a Raft write,
+// and a record kept for IdempotencyWindow with whatever answer follows): a
+// request its route would refuse for a quota is refused before anything is
+// written, and new claims take from the project's claim bucket (fsm
+// QuotaClaim), which Apply charges as well. A key that has a live record is
+// left to claimKey: a replay is answered whatever the quotas say now.
+func (s *Server) preClaimQuota(c *gin.Context, project, id string) error {
+	st := s.cfg.Cluster.FSM().State()
+	now := fsm.MillisOf(s.cfg.Now())
+	if rec, err := st.Idempotency(id); err == nil && rec.ExpiresAt > now {
+		return nil
+	}
+	if op, ok := claimQuota[c.FullPath()]; ok {
+		if err := st.CheckQuota(project, op, now); err != nil {
+			return err
+		}
+	}
+	return st.CheckQuota(project, fsm.QuotaClaim, now)
+}

@@ -113,3 +113,39 @@ func TestMinIntervalSeesEveryTimeOfDay(t *testing.T) {
 		t.Fatalf("field %q: %s", f, r.raw)
 	}
 }
+
+// Issue 12 item 4, review: every keyed request wrote a claim to the Raft log
+// (and kept a 4xx answer for a day). A request its route refuses for a quota
+// is now refused before the claim, and new claims are rate-limited.
+func TestKeyedRequestsAndQuotas(t *testing.T) {
+	srv, c := newNode(t)
+	want(t, do(t, srv, "PATCH", "/v1/projects/default/limits", `{"maxJobs":1}`), 200)
+	job := `{"callbackUrl":"https://example.com/cb","recurrenceSeconds":3600}`
+	if code, raw, _ := postWithKey(t, srv.URL+"/v1/jobs", "k-1", job); code != 201 {
+		t.Fatalf("first job: %d %s", code, raw)
+	}
+	before := c.FSM().State().Index()
+	code, raw, _ := postWithKey(t, srv.URL+"/v1/jobs", "k-2", job)
+	if code != 429 || !strings.Contains(raw, "maxJobs") {
+		t.Fatalf("over maxJobs: %d %s", code, raw)
+	}
+	if after := c.FSM().State().Index(); after != before {
+		t.Fatalf("a keyed request refused for a quota wrote %d entries (a claim and its release)", after-before)
+	}
+	// A replay of the first is still answered.
+	if code, raw, h := postWithKey(t, srv.URL+"/v1/jobs", "k-1", job); code != 201 || h.Get(HeaderReplayed) != "true" {
+		t.Fatalf("replay: %d %s", code, raw)
+	}
+
+	// Claims share createsPerSecond + publishesPerSecond: requests that
+	// fail validation still claim keys, and a loop of them is stopped.
+	want(t, do(t, srv, "PATCH", "/v1/limits", `{"createsPerSecond":1,"createBurst":1,"publishesPerSecond":1,"publishBurst":1}`), 200)
+	var last int
+	var lastRaw string
+	for i := range 3 {
+		last, lastRaw, _ = postWithKey(t, srv.URL+"/v1/jobs/nope/pause", fmt.Sprintf("bad-%d", i), "")
+	}
+	if last != 429 || !strings.Contains(lastRaw, "Idempotency-Key") {
+		t.Fatalf("third keyed request within the burst of 2: %d %s", last, lastRaw)
+	}
+}

@@ -250,6 +250,10 @@ func fill(t testing.TB, h *harness) {
 		put(t, TableAttempts, fullAttempt("del-1", 1)),
 		put(t, TableAttempts, fullAttempt("del-1", 2)),
 		put(t, TableAttempts, fullAttempt("del-2", 1)),
+		// The claims first (they take from the projects' claim buckets),
+		// then their answers.
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p1/key-1", Fingerprint: "fp", Caller: "tok-1", ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Caller: "tok-2", ClaimUntil: 1700000000200, CreatedAt: 1700000000001, ExpiresAt: 1700086400001}),
 		put(t, TableIdempotency, &IdempotencyRecord{ID: "p1/key-1", Fingerprint: "fp", Status: 201, Applied: true, Body: []byte(`{"id":"job-1"}`),
 			Caller: "tok-1", Withheld: []string{"secret"}, ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
 		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Status: 200, Applied: true, Body: []byte(`{}`),

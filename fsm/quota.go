@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -120,6 +121,8 @@ type Usage struct {
 	// (GCRA), in Unix microseconds.
 	CreateTAT  int64 `msgpack:"ctat,omitempty"`
 	PublishTAT int64 `msgpack:"ptat,omitempty"`
+	// ClaimTAT is the bucket of Idempotency-Key claims (QuotaClaim).
+	ClaimTAT int64 `msgpack:"itat,omitempty"`
 }
 
 func (r *Limits) key() string               { return r.ID }
@@ -214,6 +217,9 @@ const (
 	// QuotaPublishEvent is a publish that stores an event (a published
 	// event, an endpoint test): it also waits among the scheduled events.
 	QuotaPublishEvent
+	// QuotaClaim is a new Idempotency-Key claim: a Raft write, and a record
+	// kept for a day with its answer, whatever the request turns out to be.
+	QuotaClaim
 )
 
 // CheckQuota is the API's pre-check: the rule Apply will run, against this
@@ -243,6 +249,29 @@ func checkOp(l *Limits, u *Usage, op QuotaOp, at Millis, n int64) *Error {
 			return quotaErr("maxEndpoints", 0, "project %q has %d endpoints, its limit (maxEndpoints); delete endpoints, or ask an admin to raise it", u.Project, l.MaxEndpoints)
 		}
 		return bucket(&u.CreateTAT, at, l.CreatesPerSecond, l.CreateBurst, "createsPerSecond", u.Project)
+	case QuotaClaim:
+		// Every keyed request is at most one create or one publish (or a
+		// state change), so claims share the sum of both rates: a client
+		// that keys everything it sends is never held back by it, while a
+		// loop of keyed requests that fail (each one a claim and a 4xx
+		// answer kept for a day) is bounded like creates and publishes.
+		if !limited(l.CreatesPerSecond) || !limited(l.PublishesPerSecond) {
+			return nil
+		}
+		burst := func(rate, b int64) int64 {
+			if limited(b) {
+				return b
+			}
+			return rate
+		}
+		rate := l.CreatesPerSecond + l.PublishesPerSecond
+		e := bucket(&u.ClaimTAT, at, rate, burst(l.CreatesPerSecond, l.CreateBurst)+burst(l.PublishesPerSecond, l.PublishBurst),
+			"createsPerSecond", u.Project)
+		if e != nil {
+			e.Field = "Idempotency-Key"
+			e.Message = fmt.Sprintf("project %q claims Idempotency-Keys faster than its createsPerSecond + publishesPerSecond (%d per second)", u.Project, rate)
+		}
+		return e
 	case QuotaPublish, QuotaPublishEvent:
 		if e := undeliveredErr(l, u, n); e != nil {
 			return e
@@ -443,6 +472,15 @@ func (a *applier) putQuota(existing, rec record) *Error {
 	case *Event:
 		if existing == nil {
 			return a.quota(r.Project, QuotaPublishEvent, r.CreatedAt, 1)
+		}
+	case *IdempotencyRecord:
+		// A new claim, or one taking over an expired record; settling a
+		// claim (its answer, its release) is free.
+		old, _ := existing.(*IdempotencyRecord)
+		if r.Status == 0 && (old == nil || old.ExpiresAt <= r.CreatedAt) {
+			if project, _, ok := strings.Cut(r.ID, "/"); ok {
+				return a.quota(project, QuotaClaim, r.CreatedAt, 0)
+			}
 		}
 	}
 	return nil

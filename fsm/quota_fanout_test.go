@@ -216,3 +216,32 @@ func TestQuotaRetryOfCancelledDelivery(t *testing.T) {
 		t.Fatalf("undelivered = %d, want 2", u.Undelivered)
 	}
 }
+
+// Idempotency-Key claims are Raft writes kept for a day whatever the request
+// turns out to be: new claims share a bucket of createsPerSecond +
+// publishesPerSecond (bursts likewise); settling a claim is free.
+func TestQuotaIdempotencyClaims(t *testing.T) {
+	h := newHarness(t)
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "p"})),
+		put(t, TableLimits, &Limits{ID: ClusterLimitsID, CreatesPerSecond: 1, CreateBurst: 1, PublishesPerSecond: 1}))
+	claim := func(key string, at Millis) *IdempotencyRecord {
+		return &IdempotencyRecord{ID: "p/" + key, Fingerprint: "fp", Caller: "tok", ClaimUntil: at + 45_000, CreatedAt: at, ExpiresAt: at + 86_400_000}
+	}
+	h.ok(put(t, TableIdempotency, claim("k1", 10_000)), put(t, TableIdempotency, claim("k2", 10_000)))
+	e := quotaErrOf(t, h.apply(put(t, TableIdempotency, claim("k3", 10_000))).Err, "Idempotency-Key")
+	if e.RetryAfterMs != 500 {
+		t.Fatalf("Retry-After %d ms, want 500 (2 per second)", e.RetryAfterMs)
+	}
+	quotaErrOf(t, h.f.State().CheckQuota("p", QuotaClaim, 10_000), "Idempotency-Key")
+	// The answer of a claim is free.
+	cur, _ := h.f.State().Idempotency("p/k1")
+	done := *cur
+	done.Status, done.Body = 400, []byte(`{}`)
+	h.ok(must(t)(PutCommand(TableIdempotency, &done, PutOptions{IfIndex: cur.ModifyIndex})))
+	h.ok(put(t, TableIdempotency, claim("k3", 10_500)))
+	// Another project's claims are its own.
+	h.ok(must(t)(ProjectCreateCommand(Project{Name: "q"})))
+	other := claim("k1", 10_500)
+	other.ID = "q/k1"
+	h.ok(put(t, TableIdempotency, other))
+}
