@@ -156,7 +156,7 @@ func (s *Server) getProjectLimits(c *gin.Context) error {
 	own, _ := st.Limits(name)
 	u := st.Usage(name)
 	c.JSON(http.StatusOK, gin.H{"project": name, "limits": limitsOut(&eff), "overrides": overridesOut(own),
-		"usage": gin.H{"jobs": u.Jobs, "endpoints": u.Endpoints, "undelivered": u.Undelivered}})
+		"usage": gin.H{"jobs": u.Jobs, "endpoints": u.Endpoints, "undelivered": u.Undelivered, "scheduledEvents": u.Scheduled}})
 	return nil
 }
 

@@ -71,6 +71,8 @@ type ProjectLimits struct {
 		Jobs        int64 `json:"jobs"`
 		Endpoints   int64 `json:"endpoints"`
 		Undelivered int64 `json:"undelivered"`
+		// ScheduledEvents are the events waiting to be fanned out.
+		ScheduledEvents int64 `json:"scheduledEvents"`
 	} `json:"usage"`
 }
 

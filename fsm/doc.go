@@ -70,9 +70,13 @@
 //     rates are GCRA buckets in integer microseconds fed with the time the
 //     API node stamped on the record, kept in the usage table and carried in
 //     snapshots. A scheduled fire over the undelivered limit is stored as a
-//     skipped occurrence with a SkipReason, never dropped silently. Limits
-//     are rows (cluster "*" and per project), not constants, so changing
-//     DefaultLimits in a release does not change a running cluster.
+//     skipped occurrence with a SkipReason, never dropped silently; so is an
+//     event whose fan-out (published, test or lifecycle) would pass it (a
+//     skipped event). Limits are rows (cluster "*" and per project), not
+//     constants, so changing DefaultLimits in a release does not change a
+//     running cluster; nothing is enforced while the cluster row is absent,
+//     because the leader writes it only once no replica of an older version
+//     (which skips the quota tables) would apply differently.
 //   - ext.go lets a build tag add tables, command types and snapshot records
 //     without touching the code above. The default build adds none; the
 //     chime_next tag (next.go) plays a newer version with an ignorable command

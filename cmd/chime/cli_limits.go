@@ -92,7 +92,7 @@ func limitsGet(*flag.FlagSet) func(*cliEnv, []string) error {
 
 func projectLimits(w io.Writer, l *client.ProjectLimits) {
 	limitsTable(w, l.Limits, l.Overrides)
-	fmt.Fprintf(w, "\nusage:\tjobs %d, endpoints %d, undelivered %d\n", l.Usage.Jobs, l.Usage.Endpoints, l.Usage.Undelivered)
+	fmt.Fprintf(w, "\nusage:\tjobs %d, endpoints %d, undelivered %d, scheduled events %d\n", l.Usage.Jobs, l.Usage.Endpoints, l.Usage.Undelivered, l.Usage.ScheduledEvents)
 }
 
 func limitsSet(project bool) func(*flag.FlagSet) func(*cliEnv, []string) error {
