@@ -67,8 +67,12 @@ func newNodeWith(t *testing.T, set func(*Config)) (*httptest.Server, *cluster.Cl
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := c.FSM().State().Project(DefaultProject); err == nil {
-			return srv, c
+		// The limits row follows the bootstrap (BootstrapHook.limits).
+		st := c.FSM().State()
+		if _, err := st.Project(DefaultProject); err == nil {
+			if _, err := st.Limits(fsm.ClusterLimitsID); err == nil {
+				return srv, c
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

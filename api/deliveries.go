@@ -209,8 +209,17 @@ func (s *Server) controlOne(c *gin.Context, build func(st *fsm.State, d *fsm.Del
 }
 
 // retryDelivery re-queues one dead-lettered or cancelled delivery (001);
-// any other status is a 409 from the state machine.
+// any other status is a 409 from the state machine. A cancelled one counts
+// as undelivered again, so it is a publish for the quotas (a dead letter is
+// already counted).
 func (s *Server) retryDelivery(c *gin.Context) error {
+	if _, d, err := s.loadDelivery(c); err != nil {
+		return err
+	} else if d.Status == fsm.DeliveryCancelled {
+		if err := s.checkQuota(d.Project, fsm.QuotaPublish); err != nil {
+			return err
+		}
+	}
 	return s.controlOne(c, func(st *fsm.State, d *fsm.Delivery, now time.Time) fsm.DeliveryAction {
 		return s.requeueAction(st, d, fsm.ActionRetry, s.cfg.Cluster.DeliveryNodes(), now)
 	})

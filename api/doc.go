@@ -51,8 +51,12 @@
 //     every other write.
 //   - Quotas (limits.go): the FSM enforces per-project counts and rates for
 //     the whole cluster; handlers pre-check them against the local state so
-//     a refused write rarely reaches the log, and check minIntervalSeconds
-//     (a schedule, which the FSM never interprets) for good. A quota is a
+//     a refused write rarely reaches the log (a keyed request before its
+//     Idempotency-Key claim, preClaimQuota), and check minIntervalSeconds
+//     (a schedule, which the FSM never interprets) for good. The leader's
+//     BootstrapHook writes the cluster's limits row, which switches
+//     enforcement on, only once every server runs a version that enforces
+//     it (limitsWriter). A quota is a
 //     429 quota_exceeded naming the limit, with Retry-After where waiting
 //     helps; limits are changed only by an admin token bound to no project.
 //   - Backups are written and verified by cluster (backup.go): the snapshot

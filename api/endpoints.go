@@ -289,7 +289,7 @@ func (s *Server) testEndpoint(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.checkQuota(ep.Project, fsm.QuotaPublish); err != nil {
+	if err := s.checkQuota(ep.Project, fsm.QuotaPublishEvent); err != nil {
 		return err
 	}
 	now := s.cfg.Now()
@@ -314,6 +314,11 @@ func (s *Server) testEndpoint(c *gin.Context) error {
 	for {
 		st := f.State()
 		ds, _ := st.DeliveriesByEvent(ev.ID, "", 1)
+		if e, _ := st.Event(ev.ID); e != nil && e.Status == fsm.EventSkipped {
+			// Its fan-out would have passed maxUndelivered.
+			return &fsm.Error{Kind: fsm.ErrQuota, Code: fsm.CodeQuota, Field: "maxUndelivered", Message: e.SkipReason,
+				RetryAfterMs: fsm.UndeliveredRetryAfterMs}
+		}
 		if len(ds) == 1 && (ds[0].Attempts > 0 || ds[0].Terminal()) {
 			c.JSON(http.StatusOK, deliveryDetailOut(st, ds[0]))
 			return nil

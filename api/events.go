@@ -82,6 +82,7 @@ type eventJSON struct {
 	Type           string          `json:"type"`
 	Data           json.RawMessage `json:"data"`
 	Status         string          `json:"status"`
+	SkipReason     string          `json:"skipReason,omitempty"`
 	ScheduledAt    *time.Time      `json:"scheduledAt"`
 	PublishedAt    *time.Time      `json:"publishedAt"`
 	IdempotencyKey *string         `json:"idempotencyKey"`
@@ -102,7 +103,7 @@ func eventOut(e *fsm.Event) eventJSON {
 		data = maskEventHeaders(data)
 	}
 	return eventJSON{
-		ID: e.ID, Project: e.Project, Type: e.Type, Data: data, Status: e.Status,
+		ID: e.ID, Project: e.Project, Type: e.Type, Data: data, Status: e.Status, SkipReason: e.SkipReason,
 		ScheduledAt: timePtr(e.ScheduledAt), PublishedAt: timePtr(e.PublishedAt),
 		IdempotencyKey: strPtr(e.IdempotencyKey), CreatedAt: timePtr(e.CreatedAt),
 	}
@@ -206,7 +207,7 @@ func (s *Server) publishEvent(c *gin.Context) error {
 		c.JSON(http.StatusOK, eventOut(p))
 		return nil
 	}
-	if err := s.checkQuota(project, fsm.QuotaPublish); err != nil {
+	if err := s.checkQuota(project, fsm.QuotaPublishEvent); err != nil {
 		return err
 	}
 	_, stored, err := putNew(s, c, fsm.TableEvents, ev, ev.ID, (*fsm.State).Event)

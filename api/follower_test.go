@@ -96,6 +96,9 @@ func startAPICluster(tb testing.TB, size int) []*apiNode {
 			if _, err := n.c.FSM().State().Project(DefaultProject); err != nil {
 				return false
 			}
+			if _, err := n.c.FSM().State().Limits(fsm.ClusterLimitsID); err != nil {
+				return false
+			}
 			if ok, _ := n.c.Readiness(); !ok {
 				return false
 			}

@@ -167,6 +167,9 @@ func (s *Server) runIdempotent(c *gin.Context, key string) error {
 	fp := fingerprint(c.Request.Method, c.Request.URL.Path, c.Request.URL.RawQuery, body)
 	id := project + "/" + key
 
+	if err := s.preClaimQuota(c, project, id); err != nil {
+		return err
+	}
 	claim, replay, err := s.claimKey(c, id, fp, tok)
 	if err != nil || replay != nil {
 		if replay != nil {

@@ -124,7 +124,8 @@ func TestIdempotencyGuardedWrite(t *testing.T) {
 	// A write whose claim was released (or taken over) before it committed
 	// applies nothing.
 	s := New(Config{Cluster: c, Version: "test", MaxBodyBytes: 4096})
-	claim := &fsm.IdempotencyRecord{ID: DefaultProject + "/g-2", Fingerprint: "x", ClaimUntil: fsm.MillisOf(time.Now().Add(time.Minute)), ExpiresAt: fsm.MillisOf(time.Now().Add(time.Hour))}
+	claim := &fsm.IdempotencyRecord{ID: DefaultProject + "/g-2", Fingerprint: "x", ClaimUntil: fsm.MillisOf(time.Now().Add(time.Minute)),
+		CreatedAt: fsm.MillisOf(time.Now()), ExpiresAt: fsm.MillisOf(time.Now().Add(time.Hour))}
 	cmd, _ = fsm.PutCommand(fsm.TableIdempotency, claim, fsm.PutOptions{IfAbsent: true})
 	res, err := c.Apply(ctx, cmd)
 	if err != nil {

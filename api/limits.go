@@ -1,12 +1,15 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
+	"sync"
 	"time"
 
+	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
 	"github.com/chime-sched/chime/scheduler"
 	"github.com/gin-gonic/gin"
@@ -39,6 +42,7 @@ var limitFields = []struct {
 	{"publishesPerSecond", func(l *fsm.Limits) *int64 { return &l.PublishesPerSecond }, maxRateLimit},
 	{"publishBurst", func(l *fsm.Limits) *int64 { return &l.PublishBurst }, maxRateLimit},
 	{"minIntervalSeconds", func(l *fsm.Limits) *int64 { return &l.MinIntervalSeconds }, maxIntervalLimit},
+	{"maxScheduledEvents", func(l *fsm.Limits) *int64 { return &l.MaxScheduledEvents }, maxCountLimit},
 }
 
 // limitsOut shows limits as the API speaks of them: 0 is "no limit".
@@ -152,7 +156,7 @@ func (s *Server) getProjectLimits(c *gin.Context) error {
 	own, _ := st.Limits(name)
 	u := st.Usage(name)
 	c.JSON(http.StatusOK, gin.H{"project": name, "limits": limitsOut(&eff), "overrides": overridesOut(own),
-		"usage": gin.H{"jobs": u.Jobs, "endpoints": u.Endpoints, "undelivered": u.Undelivered}})
+		"usage": gin.H{"jobs": u.Jobs, "endpoints": u.Endpoints, "undelivered": u.Undelivered, "scheduledEvents": u.Scheduled}})
 	return nil
 }
 
@@ -197,6 +201,11 @@ func (s *Server) patchLimits(c *gin.Context, id string) error {
 		opts := fsm.PutOptions{IfAbsent: true}
 		if cur, err := s.cfg.Cluster.FSM().State().Limits(id); err == nil {
 			row, opts = *cur, fsm.PutOptions{IfIndex: cur.ModifyIndex}
+		} else if id == fsm.ClusterLimitsID && !s.cfg.Cluster.AllServersAtLeast(cluster.LevelQuotas) {
+			// The cluster row switches enforcement on: not while a server
+			// that would ignore it is in the cluster (limitsWriter).
+			return &Error{Status: http.StatusConflict, Code: "upgrade_in_progress", RetryAfter: 30,
+				Message: "quotas cannot be switched on while a server of an older version is in the cluster: finish the rolling upgrade (or remove servers that are gone) and try again"}
 		}
 		if err := applyLimitsPatch(body, &row); err != nil {
 			return err
@@ -212,14 +221,10 @@ func (s *Server) checkQuota(project string, op fsm.QuotaOp) error {
 	return s.cfg.Cluster.FSM().State().CheckQuota(project, op, fsm.MillisOf(s.cfg.Now()))
 }
 
-// minIntervalProbe is how many fires of a calendar, recurrence or cron
-// schedule are looked at for the smallest gap.
-const minIntervalProbe = 64
-
 // checkMinInterval refuses a schedule whose fires can come closer together
 // than the project's minIntervalSeconds: a 400 naming the schedule's field,
 // not a 429, because sending it again will never help. An interval is
-// checked exactly; other kinds by their next fires.
+// checked exactly; other kinds by every fire where two can come closest.
 func (s *Server) checkMinInterval(project string, spec scheduler.Spec, canonical []byte, kind string, now time.Time) error {
 	limit := s.cfg.Cluster.FSM().State().EffectiveLimits(project).MinIntervalSeconds
 	if limit <= 1 { // the scheduler's own floor is a second
@@ -237,14 +242,135 @@ func (s *Server) checkMinInterval(project string, spec scheduler.Spec, canonical
 		}
 		return nil
 	}
-	fires, err := scheduler.Preview(canonical, s.cfg.Schedule, now, minIntervalProbe)
+	// Every fire of the windows where two can come closest, not only the
+	// next few: see scheduler.(*Schedule).MinGap.
+	sp, err := scheduler.ParseSpec(canonical)
 	if err != nil {
 		return scheduleError(err)
 	}
-	for i := 1; i < len(fires); i++ {
-		if gap := fires[i].Sub(fires[i-1]); gap < time.Duration(limit)*time.Second {
-			return badRequest(field, fmt.Sprintf("the schedule has fires %s apart: it %s", gap, msg))
-		}
+	sch, err := scheduler.Compile(sp, s.cfg.Schedule, now)
+	if err != nil {
+		return scheduleError(err)
+	}
+	if g, found := sch.MinGap(now, time.Duration(limit)*time.Second); found {
+		return badRequest(field, fmt.Sprintf("the schedule has fires %s apart (%s and %s): it %s",
+			g.Len(), g.From.UTC().Format(time.RFC3339), g.To.UTC().Format(time.RFC3339), msg))
 	}
 	return nil
+}
+
+// limitsWriter writes the cluster-wide limits row (fsm.DefaultLimits) when
+// the cluster has none: a new cluster, or one upgraded from a build without
+// quotas. The row switches enforcement on in every replica's Apply, so it is
+// written only once every server in the Raft configuration gossips
+// cluster.LevelQuotas: an older replica ignores the quota tables and would
+// go on applying the creates, fires and triggers the newer ones refuse, and
+// the replicas' jobs and deliveries would differ. It waits in its own
+// goroutine, so that the poller and the other leader hooks start at once.
+type limitsWriter struct {
+	mu     sync.Mutex
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+func (w *limitsWriter) start(ctx context.Context, h *BootstrapHook, now func() time.Time) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.done != nil {
+		return // already waiting in this term
+	}
+	ctx, w.cancel = context.WithCancel(ctx)
+	w.done = make(chan struct{})
+	go func(done chan struct{}) {
+		defer close(done)
+		h.writeLimits(ctx, now)
+	}(w.done)
+}
+
+func (w *limitsWriter) stop() {
+	w.mu.Lock()
+	cancel, done := w.cancel, w.done
+	w.cancel, w.done = nil, nil
+	w.mu.Unlock()
+	if cancel != nil {
+		cancel()
+		<-done
+	}
+}
+
+// writeLimits waits until the row exists or may be written, and writes it.
+func (h *BootstrapHook) writeLimits(ctx context.Context, now func() time.Time) {
+	poll := h.LimitsPoll
+	if poll <= 0 {
+		poll = time.Second
+	}
+	tick := time.NewTicker(poll)
+	defer tick.Stop()
+	logged := false
+	for {
+		if _, err := h.Cluster.FSM().State().Limits(fsm.ClusterLimitsID); err == nil {
+			return
+		}
+		if h.Cluster.AllServersAtLeast(cluster.LevelQuotas) {
+			l := fsm.DefaultLimits
+			l.UpdatedAt = fsm.MillisOf(now())
+			cmd, err := fsm.PutCommand(fsm.TableLimits, &l, fsm.PutOptions{IfAbsent: true})
+			if err == nil {
+				actx, cancel := context.WithTimeout(ctx, 10*time.Second)
+				var res *fsm.Result
+				res, err = h.Cluster.Apply(actx, cmd)
+				cancel()
+				if err == nil && (res.Err == nil || errors.Is(res.Err, fsm.ErrConflict)) {
+					if h.Logger != nil {
+						h.Logger.Info("cluster limits written: quotas are enforced from now on")
+					}
+					return
+				}
+				if err == nil {
+					err = res.Err
+				}
+			}
+			if h.Logger != nil && ctx.Err() == nil {
+				h.Logger.Warn("writing the cluster limits failed; will retry", "error", err)
+			}
+		} else if !logged && h.Logger != nil {
+			logged = true
+			h.Logger.Warn("quotas are not enforced yet: waiting until every server in the Raft configuration runs a version that enforces them (finish the rolling upgrade, or remove servers that are gone)")
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// claimQuota is the quota a keyed route's request would be refused for,
+// checked before its Idempotency-Key is claimed.
+var claimQuota = map[string]fsm.QuotaOp{
+	"/v1/jobs":               fsm.QuotaCreateJob,
+	"/v1/endpoints":          fsm.QuotaCreateEndpoint,
+	"/v1/events":             fsm.QuotaPublishEvent,
+	"/v1/jobs/:id/trigger":   fsm.QuotaPublish,
+	"/v1/endpoints/:id/test": fsm.QuotaPublishEvent,
+}
+
+// preClaimQuota runs before a keyed request claims its key (a Raft write,
+// and a record kept for IdempotencyWindow with whatever answer follows): a
+// request its route would refuse for a quota is refused before anything is
+// written, and new claims take from the project's claim bucket (fsm
+// QuotaClaim), which Apply charges as well. A key that has a live record is
+// left to claimKey: a replay is answered whatever the quotas say now.
+func (s *Server) preClaimQuota(c *gin.Context, project, id string) error {
+	st := s.cfg.Cluster.FSM().State()
+	now := fsm.MillisOf(s.cfg.Now())
+	if rec, err := st.Idempotency(id); err == nil && rec.ExpiresAt > now {
+		return nil
+	}
+	if op, ok := claimQuota[c.FullPath()]; ok {
+		if err := st.CheckQuota(project, op, now); err != nil {
+			return err
+		}
+	}
+	return st.CheckQuota(project, fsm.QuotaClaim, now)
 }

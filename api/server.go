@@ -36,6 +36,10 @@ type Cluster interface {
 	// deliveries of a manual trigger, a retry or a release itself, because
 	// every decision that is not deterministic is made before Apply.
 	DeliveryNodes() []string
+	// AllServersAtLeast reports whether every server in the Raft
+	// configuration runs at cluster feature level level or above; the
+	// limits row (quota enforcement) waits for cluster.LevelQuotas.
+	AllServersAtLeast(level int) bool
 }
 
 // Config configures the HTTP API.
@@ -375,10 +379,16 @@ type BootstrapHook struct {
 	// RootToken becomes the first admin token when the cluster has none
 	// (CHIME_ROOT_TOKEN). Empty: one is generated and logged, this once.
 	RootToken string
+	// LimitsPoll is how often the leader looks again whether every server
+	// enforces quotas, before it writes the limits row (default 1 s).
+	LimitsPoll time.Duration
+
+	limits limitsWriter
 }
 
 // EstablishLeadership makes the initial state exist: the default project
-// and, if the cluster has never had a token, the root token. Both go in one
+// and, if the cluster has never had a token, the root token; the limits row
+// follows once every server enforces quotas (limitsWriter). Both go in one
 // command, so a node never shows one without the other: before, a client of
 // a brand-new cluster could authenticate while "default" did not exist yet
 // (a 404 for a moment), or see the project while its token was not there
@@ -399,17 +409,6 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 		}
 		cmds = append(cmds, cmd)
 	}
-	if _, err := st.Limits(fsm.ClusterLimitsID); err != nil {
-		// A new cluster, or one upgraded from a build without quotas: the
-		// built-in defaults become the cluster's limits, as data.
-		l := fsm.DefaultLimits
-		l.UpdatedAt = fsm.MillisOf(now())
-		cmd, err := fsm.PutCommand(fsm.TableLimits, &l, fsm.PutOptions{IfAbsent: true})
-		if err != nil {
-			return err
-		}
-		cmds = append(cmds, cmd)
-	}
 	tokenCmd, logToken, err := h.rootToken(st, now())
 	if err != nil {
 		return err
@@ -418,6 +417,7 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 		cmds = append(cmds, tokenCmd)
 	}
 	if len(cmds) == 0 {
+		h.limits.start(ctx, h, now)
 		return nil
 	}
 	cmd, err := fsm.BatchCommand(cmds...)
@@ -443,11 +443,12 @@ func (h *BootstrapHook) EstablishLeadership(ctx context.Context) error {
 			logToken()
 		}
 	}
+	h.limits.start(ctx, h, now)
 	return nil
 }
 
-// RevokeLeadership has nothing to stop.
-func (h *BootstrapHook) RevokeLeadership() {}
+// RevokeLeadership stops the wait for the limits row.
+func (h *BootstrapHook) RevokeLeadership() { h.limits.stop() }
 
 // rootToken is the command that installs the first admin token if the
 // cluster has never had a token, and what to log once it is in. Revoked

@@ -57,8 +57,12 @@ func StartNode(t testing.TB, rootToken string) string {
 	})
 	deadline := time.Now().Add(10 * time.Second)
 	for time.Now().Before(deadline) {
-		if _, err := c.FSM().State().Project(api.DefaultProject); err == nil {
-			return srv.URL
+		// The limits row follows the bootstrap (api.BootstrapHook).
+		st := c.FSM().State()
+		if _, err := st.Project(api.DefaultProject); err == nil {
+			if _, err := st.Limits(fsm.ClusterLimitsID); err == nil {
+				return srv.URL
+			}
 		}
 		time.Sleep(20 * time.Millisecond)
 	}

@@ -18,6 +18,7 @@ type Limits struct {
 	PublishesPerSecond int64 `json:"publishesPerSecond"`
 	PublishBurst       int64 `json:"publishBurst"`
 	MinIntervalSeconds int64 `json:"minIntervalSeconds"`
+	MaxScheduledEvents int64 `json:"maxScheduledEvents"`
 }
 
 // LimitsPatch changes limits: a field left nil is kept, a value is set (0:
@@ -32,6 +33,7 @@ type LimitsPatch struct {
 	PublishesPerSecond *int64
 	PublishBurst       *int64
 	MinIntervalSeconds *int64
+	MaxScheduledEvents *int64
 	// Unset lists JSON names (e.g. "maxJobs") to clear.
 	Unset []string
 }
@@ -42,7 +44,7 @@ func (p LimitsPatch) body() map[string]any {
 		"maxJobs": p.MaxJobs, "maxEndpoints": p.MaxEndpoints, "maxUndelivered": p.MaxUndelivered,
 		"createsPerSecond": p.CreatesPerSecond, "createBurst": p.CreateBurst,
 		"publishesPerSecond": p.PublishesPerSecond, "publishBurst": p.PublishBurst,
-		"minIntervalSeconds": p.MinIntervalSeconds,
+		"minIntervalSeconds": p.MinIntervalSeconds, "maxScheduledEvents": p.MaxScheduledEvents,
 	} {
 		if v != nil {
 			out[name] = *v
@@ -69,6 +71,8 @@ type ProjectLimits struct {
 		Jobs        int64 `json:"jobs"`
 		Endpoints   int64 `json:"endpoints"`
 		Undelivered int64 `json:"undelivered"`
+		// ScheduledEvents are the events waiting to be fanned out.
+		ScheduledEvents int64 `json:"scheduledEvents"`
 	} `json:"usage"`
 }
 

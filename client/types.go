@@ -346,15 +346,18 @@ type EventRequest struct {
 
 // Event is a published event.
 type Event struct {
-	ID             string          `json:"id"`
-	Project        string          `json:"project"`
-	Type           string          `json:"type"`
-	Data           json.RawMessage `json:"data"`
-	Status         string          `json:"status"`
-	ScheduledAt    *time.Time      `json:"scheduledAt"`
-	PublishedAt    *time.Time      `json:"publishedAt"`
-	IdempotencyKey *string         `json:"idempotencyKey"`
-	CreatedAt      *time.Time      `json:"createdAt"`
+	ID      string          `json:"id"`
+	Project string          `json:"project"`
+	Type    string          `json:"type"`
+	Data    json.RawMessage `json:"data"`
+	Status  string          `json:"status"`
+	// SkipReason says why Chime skipped the event (status "skipped",
+	// "quota_exceeded: …"), if it did.
+	SkipReason     string     `json:"skipReason,omitempty"`
+	ScheduledAt    *time.Time `json:"scheduledAt"`
+	PublishedAt    *time.Time `json:"publishedAt"`
+	IdempotencyKey *string    `json:"idempotencyKey"`
+	CreatedAt      *time.Time `json:"createdAt"`
 }
 
 // EventDetail is an event with its deliveries.

@@ -318,7 +318,7 @@ func (c *Cluster) openRaft() error {
 	}
 	c.raft = r
 	self := nodeMeta{
-		ID: c.cfg.NodeID, RaftAddr: c.RaftAddr(), HTTPAddr: c.cfg.HTTPAddr, Version: c.cfg.Version,
+		ID: c.cfg.NodeID, RaftAddr: c.RaftAddr(), HTTPAddr: c.cfg.HTTPAddr, Version: c.cfg.Version, Level: FeatureLevel,
 		BootstrapExpect: c.cfg.BootstrapExpect, Bootstrapped: hasState,
 	}
 	c.members, err = newMembership(membershipConfig{

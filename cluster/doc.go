@@ -50,4 +50,9 @@
 //     the authenticated transport.
 //   - Graceful shutdown: transfer leadership, stop leader work, leave gossip,
 //     then close Raft. Node ids are permanent and stored in the data dir.
+//   - Feature levels (features.go): each node gossips the level of its build
+//     beside its version. A feature that changes what Apply decides (quotas)
+//     is switched on through the log only when AllServersAtLeast its level,
+//     so replicas of different versions never apply a command differently;
+//     cluster knows the numbers, not the features.
 package cluster

@@ -28,11 +28,14 @@ const (
 // nodeMeta is what each node gossips about itself. Keys are short because
 // memberlist caps metadata at 512 bytes.
 type nodeMeta struct {
-	ID              string `json:"id"`
-	RaftAddr        string `json:"raft"`
-	HTTPAddr        string `json:"http"`
-	Version         string `json:"ver"`
-	BootstrapExpect int    `json:"exp,omitempty"`
+	ID       string `json:"id"`
+	RaftAddr string `json:"raft"`
+	HTTPAddr string `json:"http"`
+	Version  string `json:"ver"`
+	// Level is the node's feature level (FeatureLevel): what it enforces
+	// in Apply. Nodes that predate it gossip none and read as 0.
+	Level           int `json:"lvl,omitempty"`
+	BootstrapExpect int `json:"exp,omitempty"`
 	// Bootstrapped is set once the node has Raft state or has seen a leader;
 	// a fresh node that sees it never bootstraps a second cluster.
 	Bootstrapped bool `json:"b,omitempty"`

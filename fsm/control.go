@@ -85,6 +85,14 @@ func (a *applier) deliveryAction(at Millis, act *DeliveryAction) *Error {
 		case act.Node == "" || act.LeaseUntil <= at:
 			return invalid("node", "a re-queued delivery needs a node and a lease ending after now")
 		}
+		if cur.Status == DeliveryCancelled {
+			// A cancelled delivery is not counted as undelivered; retrying
+			// it counts it again, like a new publish: without this check,
+			// "fill, cancel, fill, retry" would pass any maxUndelivered.
+			if e := a.quota(cur.Project, QuotaPublish, at, 1); e != nil {
+				return e
+			}
+		}
 		if act.Action == ActionRetry {
 			more := max(act.MoreAttempts, 1)
 			d.MaxAttempts = d.Attempts + more

@@ -70,9 +70,13 @@
 //     rates are GCRA buckets in integer microseconds fed with the time the
 //     API node stamped on the record, kept in the usage table and carried in
 //     snapshots. A scheduled fire over the undelivered limit is stored as a
-//     skipped occurrence with a SkipReason, never dropped silently. Limits
-//     are rows (cluster "*" and per project), not constants, so changing
-//     DefaultLimits in a release does not change a running cluster.
+//     skipped occurrence with a SkipReason, never dropped silently; so is an
+//     event whose fan-out (published, test or lifecycle) would pass it (a
+//     skipped event). Limits are rows (cluster "*" and per project), not
+//     constants, so changing DefaultLimits in a release does not change a
+//     running cluster; nothing is enforced while the cluster row is absent,
+//     because the leader writes it only once no replica of an older version
+//     (which skips the quota tables) would apply differently.
 //   - ext.go lets a build tag add tables, command types and snapshot records
 //     without touching the code above. The default build adds none; the
 //     chime_next tag (next.go) plays a newer version with an ignorable command
@@ -82,5 +86,7 @@
 //     in a table of their own whose snapshot records are of an ignorable
 //     type (0x90): an older node that ignores the flag keeps every record it
 //     knows identical to the newer nodes' (fields on Endpoint would have made
-//     its ModifyIndex differ). Ignorable table numbers start at 0x90.
+//     its ModifyIndex differ). Ignorable snapshot record types are numbered
+//     from 0x8A up, in the order they were added (0x8A limits, 0x8B usage,
+//     0x90 breakers); a new one takes the next free number with the 0x80 bit.
 package fsm

@@ -198,13 +198,13 @@ func fullOccurrence(id, job, project string, n int64, status string, done Millis
 // fullLimits sets every limit, high enough that fill's writes all pass.
 func fullLimits(id string) *Limits {
 	return &Limits{ID: id, MaxJobs: 100, MaxEndpoints: 100, MaxUndelivered: 100, CreatesPerSecond: 1000, CreateBurst: 1000,
-		PublishesPerSecond: 1000, PublishBurst: 1000, MinIntervalSeconds: 1, UpdatedAt: 1700000000000}
+		PublishesPerSecond: 1000, PublishBurst: 1000, MinIntervalSeconds: 1, MaxScheduledEvents: 100, UpdatedAt: 1700000000000}
 }
 
 func fullEvent(id, project, status string, at Millis) *Event {
 	return &Event{ID: id, Project: project, Type: "order.created", Data: []byte(`{"order":42}`), ScheduledAt: at,
 		PublishedAt: 1700000000400, Status: status, IdempotencyKey: "idem-" + id, InitiatorID: "tok-1", SkipEndpoint: "ep-0", OnlyEndpoint: "ep-1",
-		CreatedAt: 1700000000000}
+		SkipReason: "quota_exceeded: test", CreatedAt: 1700000000000}
 }
 
 func fullDelivery(id, project, node, status string, next, lease, done Millis) *Delivery {
@@ -250,6 +250,10 @@ func fill(t testing.TB, h *harness) {
 		put(t, TableAttempts, fullAttempt("del-1", 1)),
 		put(t, TableAttempts, fullAttempt("del-1", 2)),
 		put(t, TableAttempts, fullAttempt("del-2", 1)),
+		// The claims first (they take from the projects' claim buckets),
+		// then their answers.
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p1/key-1", Fingerprint: "fp", Caller: "tok-1", ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
+		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Caller: "tok-2", ClaimUntil: 1700000000200, CreatedAt: 1700000000001, ExpiresAt: 1700086400001}),
 		put(t, TableIdempotency, &IdempotencyRecord{ID: "p1/key-1", Fingerprint: "fp", Status: 201, Applied: true, Body: []byte(`{"id":"job-1"}`),
 			Caller: "tok-1", Withheld: []string{"secret"}, ClaimUntil: 1700000000100, CreatedAt: 1700000000000, ExpiresAt: 1700086400000}),
 		put(t, TableIdempotency, &IdempotencyRecord{ID: "p2/key-2", Fingerprint: "fp2", Status: 200, Applied: true, Body: []byte(`{}`),

@@ -134,6 +134,9 @@ func (a *applier) lifecycle(at Millis, project, typ, id, initiator, skip string,
 		ID: evID, Project: project, Type: typ, Data: b,
 		ScheduledAt: at, Status: EventScheduled, InitiatorID: initiator, SkipEndpoint: skip, CreatedAt: at,
 	}
+	if why := a.lifecycleQuota(project); why != "" {
+		ev.Status, ev.SkipReason = EventSkipped, "quota_exceeded: "+why
+	}
 	ev.setIndexes(a.index, a.index)
 	a.mustInsert(TableEvents, ev)
 }

@@ -221,9 +221,19 @@ func (a *applier) eventFire(at Millis, ef *EventFire) *Error {
 	}
 	ev := *cur
 	ev.Status, ev.PublishedAt = EventPublished, at
+	deliveries := ef.Deliveries
+	if n := int64(len(deliveries)); n > 0 {
+		// One event fans out to every subscriber: checked as a scheduled
+		// fire is. Over the limit it is not refused (the poller would plan
+		// it again on every tick) but skipped, visibly, with no delivery.
+		if e := a.fireQuota(cur.Project, n); e != nil {
+			ev.Status, ev.PublishedAt, ev.SkipReason = EventSkipped, 0, "quota_exceeded: "+e.Message
+			deliveries = nil
+		}
+	}
 	ev.setIndexes(cur.CreateIndex, a.index)
 	a.mustInsert(TableEvents, &ev)
-	a.insertDeliveries(ef.Deliveries)
+	a.insertDeliveries(deliveries)
 	return nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"strings"
 
 	"github.com/hashicorp/go-memdb"
 )
@@ -50,6 +51,9 @@ type Limits struct {
 	PublishesPerSecond int64  `msgpack:"pps,omitempty"` // events published, manual triggers, endpoint tests
 	PublishBurst       int64  `msgpack:"pburst,omitempty"`
 	MinIntervalSeconds int64  `msgpack:"minint,omitempty"` // the smallest gap between two fires of a job
+	// MaxScheduledEvents bounds the events waiting for their scheduledAt:
+	// they cost memory now and fan out later, whatever the publish rate.
+	MaxScheduledEvents int64  `msgpack:"schedev,omitempty"`
 	UpdatedAt          Millis `msgpack:"uat,omitempty"`
 	CreateIndex        uint64 `msgpack:"ci,omitempty"`
 	ModifyIndex        uint64 `msgpack:"mi,omitempty"`
@@ -69,6 +73,7 @@ var DefaultLimits = Limits{
 	PublishesPerSecond: 200,
 	PublishBurst:       400,
 	MinIntervalSeconds: 1,
+	MaxScheduledEvents: 10_000,
 }
 
 // Effective merges a project's row over the cluster row: a field the project
@@ -95,6 +100,7 @@ func Effective(cluster, project *Limits) Limits {
 	pick(&out.PublishesPerSecond, project.PublishesPerSecond)
 	pick(&out.PublishBurst, project.PublishBurst)
 	pick(&out.MinIntervalSeconds, project.MinIntervalSeconds)
+	pick(&out.MaxScheduledEvents, project.MaxScheduledEvents)
 	out.ID = project.ID
 	return out
 }
@@ -109,10 +115,14 @@ type Usage struct {
 	Jobs        int64  `msgpack:"jobs,omitempty"`
 	Endpoints   int64  `msgpack:"eps,omitempty"`
 	Undelivered int64  `msgpack:"undel,omitempty"`
+	// Scheduled counts the project's events not yet fanned out.
+	Scheduled int64 `msgpack:"sched,omitempty"`
 	// CreateTAT and PublishTAT are the buckets' theoretical arrival times
 	// (GCRA), in Unix microseconds.
 	CreateTAT  int64 `msgpack:"ctat,omitempty"`
 	PublishTAT int64 `msgpack:"ptat,omitempty"`
+	// ClaimTAT is the bucket of Idempotency-Key claims (QuotaClaim).
+	ClaimTAT int64 `msgpack:"itat,omitempty"`
 }
 
 func (r *Limits) key() string               { return r.ID }
@@ -146,7 +156,7 @@ var limitsTable = &tableDef{
 			return invalid("id", "id is required")
 		}
 		for _, v := range []int64{l.MaxJobs, l.MaxEndpoints, l.MaxUndelivered, l.CreatesPerSecond, l.CreateBurst,
-			l.PublishesPerSecond, l.PublishBurst, l.MinIntervalSeconds} {
+			l.PublishesPerSecond, l.PublishBurst, l.MinIntervalSeconds, l.MaxScheduledEvents} {
 			if v < Unlimited {
 				return invalid("", "a limit is positive, 0 (inherit) or -1 (unlimited)")
 			}
@@ -176,9 +186,13 @@ func (s *State) Limits(id string) (*Limits, error) {
 	return get[Limits](s, TableLimits, fmt.Sprintf("limits %q", id), id)
 }
 
-// EffectiveLimits is what applies to project now.
+// EffectiveLimits is what applies to project now: nothing while the cluster
+// has no cluster-wide row (see limitsOf).
 func (s *State) EffectiveLimits(project string) Limits {
-	c, _ := s.Limits(ClusterLimitsID)
+	c, err := s.Limits(ClusterLimitsID)
+	if err != nil {
+		return Limits{ID: project}
+	}
 	p, _ := s.Limits(project)
 	l := Effective(c, p)
 	l.ID = project
@@ -200,6 +214,12 @@ const (
 	QuotaCreateJob QuotaOp = iota + 1
 	QuotaCreateEndpoint
 	QuotaPublish // an event, a manual trigger or an endpoint test
+	// QuotaPublishEvent is a publish that stores an event (a published
+	// event, an endpoint test): it also waits among the scheduled events.
+	QuotaPublishEvent
+	// QuotaClaim is a new Idempotency-Key claim: a Raft write, and a record
+	// kept for a day with its answer, whatever the request turns out to be.
+	QuotaClaim
 )
 
 // CheckQuota is the API's pre-check: the rule Apply will run, against this
@@ -229,9 +249,37 @@ func checkOp(l *Limits, u *Usage, op QuotaOp, at Millis, n int64) *Error {
 			return quotaErr("maxEndpoints", 0, "project %q has %d endpoints, its limit (maxEndpoints); delete endpoints, or ask an admin to raise it", u.Project, l.MaxEndpoints)
 		}
 		return bucket(&u.CreateTAT, at, l.CreatesPerSecond, l.CreateBurst, "createsPerSecond", u.Project)
-	case QuotaPublish:
+	case QuotaClaim:
+		// Every keyed request is at most one create or one publish (or a
+		// state change), so claims share the sum of both rates: a client
+		// that keys everything it sends is never held back by it, while a
+		// loop of keyed requests that fail (each one a claim and a 4xx
+		// answer kept for a day) is bounded like creates and publishes.
+		if !limited(l.CreatesPerSecond) || !limited(l.PublishesPerSecond) {
+			return nil
+		}
+		burst := func(rate, b int64) int64 {
+			if limited(b) {
+				return b
+			}
+			return rate
+		}
+		rate := l.CreatesPerSecond + l.PublishesPerSecond
+		e := bucket(&u.ClaimTAT, at, rate, burst(l.CreatesPerSecond, l.CreateBurst)+burst(l.PublishesPerSecond, l.PublishBurst),
+			"createsPerSecond", u.Project)
+		if e != nil {
+			e.Field = "Idempotency-Key"
+			e.Message = fmt.Sprintf("project %q claims Idempotency-Keys faster than its createsPerSecond + publishesPerSecond (%d per second)", u.Project, rate)
+		}
+		return e
+	case QuotaPublish, QuotaPublishEvent:
 		if e := undeliveredErr(l, u, n); e != nil {
 			return e
+		}
+		if op == QuotaPublishEvent {
+			if e := scheduledErr(l, u); e != nil {
+				return e
+			}
 		}
 		return bucket(&u.PublishTAT, at, l.PublishesPerSecond, l.PublishBurst, "publishesPerSecond", u.Project)
 	}
@@ -248,6 +296,17 @@ func undeliveredErr(l *Limits, u *Usage, n int64) *Error {
 		return quotaErr("maxUndelivered", UndeliveredRetryAfterMs,
 			"project %q has %d undelivered deliveries (pending, in flight, retrying, held or dead-lettered) and may hold %d (maxUndelivered); retry or cancel dead letters, or ask an admin to raise it",
 			u.Project, u.Undelivered, l.MaxUndelivered)
+	}
+	return nil
+}
+
+// scheduledErr refuses one more event waiting to be fanned out when the
+// project already has its limit of them.
+func scheduledErr(l *Limits, u *Usage) *Error {
+	if limited(l.MaxScheduledEvents) && u.Scheduled >= l.MaxScheduledEvents {
+		return quotaErr("maxScheduledEvents", UndeliveredRetryAfterMs,
+			"project %q has %d events waiting to be published and may hold %d (maxScheduledEvents); wait for them to fan out, or ask an admin to raise it",
+			u.Project, u.Scheduled, l.MaxScheduledEvents)
 	}
 	return nil
 }
@@ -292,9 +351,17 @@ func (a *applier) usageOf(project string) *Usage {
 	return u
 }
 
-// limitsOf is what applies to project in this transaction.
+// limitsOf is what applies to project in this transaction. Nothing is
+// enforced while the cluster-wide row does not exist, project rows included:
+// the leader writes that row only once every server in the Raft
+// configuration enforces quotas (api.BootstrapHook), because an older
+// replica, which skips the quota tables, would go on applying the writes a
+// newer one refuses, and the replicas' jobs and deliveries would differ.
 func (a *applier) limitsOf(project string) Limits {
 	c, _ := a.first(TableLimits, IndexID, ClusterLimitsID).(*Limits)
+	if c == nil {
+		return Limits{}
+	}
 	p, _ := a.first(TableLimits, IndexID, project).(*Limits)
 	return Effective(c, p)
 }
@@ -322,27 +389,35 @@ func (a *applier) flushUsage() {
 	a.usage = nil
 }
 
+// counts is what a record adds to its project's usage.
+type counts struct{ jobs, eps, undelivered, scheduled int64 }
+
 // countOf is what obj of table adds to its project's counts.
-func countOf(table string, obj any) (project string, jobs, eps, undelivered int64) {
+func countOf(table string, obj any) (string, counts) {
 	switch r := obj.(type) {
 	case *Job:
 		if table == TableJobs && (r.Status == JobActive || r.Status == JobPaused) {
-			return r.Project, 1, 0, 0
+			return r.Project, counts{jobs: 1}
 		}
-		return r.Project, 0, 0, 0
+		return r.Project, counts{}
 	case *Endpoint:
-		return r.Project, 0, 1, 0
+		return r.Project, counts{eps: 1}
 	case *Delivery:
 		if r.Status != DeliverySucceeded && r.Status != DeliveryCancelled {
-			return r.Project, 0, 0, 1
+			return r.Project, counts{undelivered: 1}
 		}
-		return r.Project, 0, 0, 0
+		return r.Project, counts{}
+	case *Event:
+		if table == TableEvents && r.Status == EventScheduled {
+			return r.Project, counts{scheduled: 1}
+		}
+		return r.Project, counts{}
 	}
-	return "", 0, 0, 0
+	return "", counts{}
 }
 
 func countedTable(table string) bool {
-	return table == TableJobs || table == TableEndpoints || table == TableDeliveries
+	return table == TableJobs || table == TableEndpoints || table == TableDeliveries || table == TableEvents
 }
 
 // recount updates the counts for obj of table replacing (or, with gone,
@@ -355,23 +430,24 @@ func (a *applier) recount(table string, obj any, gone bool) {
 		panic(fmt.Sprintf("fsm: lookup %s at raft index %d: %v", table, a.index, err))
 	}
 	if old != nil {
-		p, j, e, d := countOf(table, old)
-		a.addUsage(p, -j, -e, -d)
+		p, c := countOf(table, old)
+		a.addUsage(p, counts{-c.jobs, -c.eps, -c.undelivered, -c.scheduled})
 	}
 	if !gone {
-		p, j, e, d := countOf(table, obj)
-		a.addUsage(p, j, e, d)
+		p, c := countOf(table, obj)
+		a.addUsage(p, c)
 	}
 }
 
-func (a *applier) addUsage(project string, jobs, eps, undelivered int64) {
-	if project == "" || (jobs == 0 && eps == 0 && undelivered == 0) {
+func (a *applier) addUsage(project string, c counts) {
+	if project == "" || c == (counts{}) {
 		return
 	}
 	u := a.usageOf(project)
-	u.Jobs += jobs
-	u.Endpoints += eps
-	u.Undelivered += undelivered
+	u.Jobs += c.jobs
+	u.Endpoints += c.eps
+	u.Undelivered += c.undelivered
+	u.Scheduled += c.scheduled
 }
 
 // putQuota checks the quota of a generic Put: a new live job, a new
@@ -395,7 +471,16 @@ func (a *applier) putQuota(existing, rec record) *Error {
 		}
 	case *Event:
 		if existing == nil {
-			return a.quota(r.Project, QuotaPublish, r.CreatedAt, 1)
+			return a.quota(r.Project, QuotaPublishEvent, r.CreatedAt, 1)
+		}
+	case *IdempotencyRecord:
+		// A new claim, or one taking over an expired record; settling a
+		// claim (its answer, its release) is free.
+		old, _ := existing.(*IdempotencyRecord)
+		if r.Status == 0 && (old == nil || old.ExpiresAt <= r.CreatedAt) {
+			if project, _, ok := strings.Cut(r.ID, "/"); ok {
+				return a.quota(project, QuotaClaim, r.CreatedAt, 0)
+			}
 		}
 	}
 	return nil
@@ -411,17 +496,17 @@ func rebuildUsage(txn *memdb.Txn) error {
 	}
 	for obj := it.Next(); obj != nil; obj = it.Next() {
 		u := *obj.(*Usage)
-		u.Jobs, u.Endpoints, u.Undelivered = 0, 0, 0
+		u.Jobs, u.Endpoints, u.Undelivered, u.Scheduled = 0, 0, 0, 0
 		usage[u.Project] = &u
 	}
-	for _, table := range []string{TableJobs, TableEndpoints, TableDeliveries} {
+	for _, table := range []string{TableJobs, TableEndpoints, TableDeliveries, TableEvents} {
 		it, err := txn.Get(table, IndexID)
 		if err != nil {
 			return err
 		}
 		for obj := it.Next(); obj != nil; obj = it.Next() {
-			p, j, e, d := countOf(table, obj)
-			if p == "" {
+			p, c := countOf(table, obj)
+			if p == "" || c == (counts{}) {
 				continue
 			}
 			u := usage[p]
@@ -429,9 +514,10 @@ func rebuildUsage(txn *memdb.Txn) error {
 				u = &Usage{Project: p}
 				usage[p] = u
 			}
-			u.Jobs += j
-			u.Endpoints += e
-			u.Undelivered += d
+			u.Jobs += c.jobs
+			u.Endpoints += c.eps
+			u.Undelivered += c.undelivered
+			u.Scheduled += c.scheduled
 		}
 	}
 	for _, u := range usage {
@@ -454,9 +540,21 @@ func (a *applier) deleteProjectQuota(name string) {
 	delete(a.usage, name)
 }
 
-// fireQuota checks that a scheduled fire's n deliveries fit under project's
-// undelivered limit.
+// fireQuota checks that a scheduled fire's (or an event fan-out's) n
+// deliveries fit under project's undelivered limit.
 func (a *applier) fireQuota(project string, n int64) *Error {
 	l := a.limitsOf(project)
 	return undeliveredErr(&l, a.usageOf(project), n)
+}
+
+// lifecycleQuota says why a lifecycle event raised now must be stored as
+// skipped instead of scheduled ("" when it may wait for its fan-out): the
+// change that raised it is applied either way, and the event's fan-out is
+// checked against maxUndelivered when the poller publishes it.
+func (a *applier) lifecycleQuota(project string) string {
+	l := a.limitsOf(project)
+	if e := scheduledErr(&l, a.usageOf(project)); e != nil {
+		return e.Message
+	}
+	return ""
 }

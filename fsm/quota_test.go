@@ -101,7 +101,7 @@ func TestQuotaCreateRateIsDeterministic(t *testing.T) {
 // schedule moves on; a manual trigger or a publish is refused with 429.
 func TestQuotaUndeliveredSkipsScheduledFire(t *testing.T) {
 	h, j := pipelineFixture(t)
-	h.ok(put(t, TableLimits, &Limits{ID: "p", MaxUndelivered: 2}))
+	h.ok(put(t, TableLimits, &Limits{ID: ClusterLimitsID}), put(t, TableLimits, &Limits{ID: "p", MaxUndelivered: 2}))
 	next := *j
 	next.NextFireAt, next.OccurrenceCount = 2000, 1
 	res := h.apply(fireCmd(t, 1005, []JobFire{{Job: next, Occurrence: occ("o1", 1, "k1"),

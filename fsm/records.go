@@ -56,6 +56,9 @@ const (
 const (
 	EventScheduled = "scheduled"
 	EventPublished = "published"
+	// EventSkipped: Chime did not fan the event out (SkipReason says why,
+	// "quota_exceeded: …"); it has no deliveries.
+	EventSkipped = "skipped"
 )
 
 // Delivery statuses. pending, in_flight and retry_scheduled are active;
@@ -239,9 +242,11 @@ type Event struct {
 	// OnlyEndpoint sends the event to that endpoint alone, subscribed or
 	// not, enabled or not (webhook.test).
 	OnlyEndpoint string `msgpack:"only,omitempty"`
-	CreatedAt    Millis `msgpack:"cat,omitempty"`
-	CreateIndex  uint64 `msgpack:"ci,omitempty"`
-	ModifyIndex  uint64 `msgpack:"mi,omitempty"`
+	// SkipReason says why Chime skipped the event (status skipped).
+	SkipReason  string `msgpack:"skipwhy,omitempty"`
+	CreatedAt   Millis `msgpack:"cat,omitempty"`
+	CreateIndex uint64 `msgpack:"ci,omitempty"`
+	ModifyIndex uint64 `msgpack:"mi,omitempty"`
 }
 
 // Delivery is one message to one destination, from an occurrence or an event.

@@ -16,7 +16,7 @@ var sharedStrings = func() map[string]string {
 	for _, s := range []string{
 		JobActive, JobPaused, JobArchived, JobCompleted, JobCancelled,
 		OccurrencePending, OccurrenceCompleted, OccurrenceSkipped, OccurrenceMissed, OccurrenceCooldown,
-		EventScheduled, EventPublished,
+		EventScheduled, EventPublished, EventSkipped,
 		DeliveryPending, DeliveryInFlight, DeliveryRetryScheduled, DeliverySucceeded, DeliveryDeadLetter,
 		DeliveryCancelled, DeliveryHeld,
 		BackoffFixed, BackoffLinear, BackoffExponential,

@@ -59,6 +59,10 @@
 //   - Specs are stored as the bytes of Spec.Canonical (defaults filled in, normalised), and
 //     compiled again on any node with the job's creation time; a compiled *Schedule is
 //     immutable and safe to cache and share between goroutines.
+//   - Smallest gap (mingap.go, for a project's minIntervalSeconds): every fire of the
+//     windows where two fires of a civil schedule can come closest (one cycle from the first
+//     fire, month starts, zone offset changes), not the next few fires: a 1,440-entry times
+//     list can hide a dense cluster anywhere. Bounded: it stops at the first gap too small.
 //
 // # Time zone data
 //

@@ -30,6 +30,7 @@ var limitFlags = []struct{ flag, field, usage string }{
 	{"publishes-per-second", "publishesPerSecond", "events, manual triggers and endpoint tests per second"},
 	{"publish-burst", "publishBurst", "publishes allowed at once"},
 	{"min-interval", "minIntervalSeconds", "smallest gap between two fires of a job, in seconds"},
+	{"max-scheduled-events", "maxScheduledEvents", "events waiting for their scheduledAt"},
 }
 
 // limitFields maps the API's limit names to their flags, for error hints.
@@ -50,7 +51,7 @@ func limitsTable(w io.Writer, l client.Limits, overrides map[string]int64) {
 	}
 	vals := map[string]int64{"maxJobs": l.MaxJobs, "maxEndpoints": l.MaxEndpoints, "maxUndelivered": l.MaxUndelivered,
 		"createsPerSecond": l.CreatesPerSecond, "createBurst": l.CreateBurst, "publishesPerSecond": l.PublishesPerSecond,
-		"publishBurst": l.PublishBurst, "minIntervalSeconds": l.MinIntervalSeconds}
+		"publishBurst": l.PublishBurst, "minIntervalSeconds": l.MinIntervalSeconds, "maxScheduledEvents": l.MaxScheduledEvents}
 	if overrides == nil {
 		row(w, "LIMIT", "VALUE")
 	} else {
@@ -91,7 +92,7 @@ func limitsGet(*flag.FlagSet) func(*cliEnv, []string) error {
 
 func projectLimits(w io.Writer, l *client.ProjectLimits) {
 	limitsTable(w, l.Limits, l.Overrides)
-	fmt.Fprintf(w, "\nusage:\tjobs %d, endpoints %d, undelivered %d\n", l.Usage.Jobs, l.Usage.Endpoints, l.Usage.Undelivered)
+	fmt.Fprintf(w, "\nusage:\tjobs %d, endpoints %d, undelivered %d, scheduled events %d\n", l.Usage.Jobs, l.Usage.Endpoints, l.Usage.Undelivered, l.Usage.ScheduledEvents)
 }
 
 func limitsSet(project bool) func(*flag.FlagSet) func(*cliEnv, []string) error {
@@ -106,7 +107,7 @@ func limitsSet(project bool) func(*flag.FlagSet) func(*cliEnv, []string) error {
 			var p client.LimitsPatch
 			ptrs := map[string]**int64{"maxJobs": &p.MaxJobs, "maxEndpoints": &p.MaxEndpoints, "maxUndelivered": &p.MaxUndelivered,
 				"createsPerSecond": &p.CreatesPerSecond, "createBurst": &p.CreateBurst, "publishesPerSecond": &p.PublishesPerSecond,
-				"publishBurst": &p.PublishBurst, "minIntervalSeconds": &p.MinIntervalSeconds}
+				"publishBurst": &p.PublishBurst, "minIntervalSeconds": &p.MinIntervalSeconds, "maxScheduledEvents": &p.MaxScheduledEvents}
 			n := 0
 			for _, f := range limitFlags {
 				if e.set[f.flag] {
