@@ -40,10 +40,10 @@ func newNodeWithBody(t *testing.T, maxBody int64) (*httptest.Server, *cluster.Cl
 	return newNodeWith(t, func(cfg *Config) { cfg.MaxBodyBytes = maxBody })
 }
 
-// newNodeWith is newNode with the API's configuration changed by set.
-func newNodeWith(t *testing.T, set func(*Config)) (*httptest.Server, *cluster.Cluster) {
+// newTestCluster opens (but does not start) a single-node cluster with short
+// Raft timeouts in a temporary data dir.
+func newTestCluster(t *testing.T, logger *slog.Logger) *cluster.Cluster {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
 	c, err := cluster.New(cluster.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
 		BootstrapExpect: 1, ClusterName: "test", Version: "test", Logger: logger, FSM: fsm.New(logger),
@@ -53,11 +53,22 @@ func newNodeWith(t *testing.T, set func(*Config)) (*httptest.Server, *cluster.Cl
 	if err != nil {
 		t.Fatal(err)
 	}
+	return c
+}
+
+// newNodeWith is newNode with the API's configuration changed by set (nil:
+// unchanged).
+func newNodeWith(t *testing.T, set func(*Config)) (*httptest.Server, *cluster.Cluster) {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
+	c := newTestCluster(t, logger)
 	if err := c.Start(&BootstrapHook{Cluster: c, Logger: logger, RootToken: testRootToken}); err != nil {
 		t.Fatal(err)
 	}
 	cfg := Config{Cluster: c, Logger: logger, Version: "test", MaxBodyBytes: 4096, MaxDataBytes: 1024}
-	set(&cfg)
+	if set != nil {
+		set(&cfg)
+	}
 	srv := httptest.NewServer(asRoot(New(cfg).Handler()))
 	t.Cleanup(func() {
 		srv.Close()

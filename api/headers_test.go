@@ -164,7 +164,7 @@ func TestHeaderNamesAndValuesValidatedAsNetHTTP(t *testing.T) {
 // their data (the job, and its changes); GET /v1/events/{id} masks them on
 // the way out. A published event's data is the publisher's own: untouched.
 func TestOldLifecycleEventHeadersMasked(t *testing.T) {
-	srv, c := newNodeWith(t, func(*Config) {})
+	srv, c := newNodeWith(t, nil)
 	ctx, cancel := context.WithTimeout(t.Context(), 10*time.Second)
 	defer cancel()
 	for _, ev := range []*fsm.Event{

@@ -11,7 +11,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/chime-sched/chime/chimetest/loopback"
 	"github.com/chime-sched/chime/cluster"
 	"github.com/chime-sched/chime/fsm"
 )
@@ -35,15 +34,7 @@ func (g *gatedCluster) AllServersAtLeast(level int) bool {
 // newer ones apply.
 func TestLimitsRowWaitsForEveryServer(t *testing.T) {
 	logger := slog.New(slog.NewTextHandler(io.Discard, nil))
-	c, err := cluster.New(cluster.Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: loopback.FreeAddr(t), GossipAddr: loopback.FreeAddr(t), HTTPAddr: "127.0.0.1:1",
-		BootstrapExpect: 1, ClusterName: "test", Version: "test", Logger: logger, FSM: fsm.New(logger),
-		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
-		LeaderLeaseTimeout: 100 * time.Millisecond, CommitTimeout: 5 * time.Millisecond,
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := newTestCluster(t, logger)
 	g := &gatedCluster{Cluster: c}
 	if err := c.Start(&BootstrapHook{Cluster: g, Logger: logger, RootToken: testRootToken, LimitsPoll: 20 * time.Millisecond}); err != nil {
 		t.Fatal(err)
