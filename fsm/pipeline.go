@@ -100,9 +100,10 @@ type Assignment struct {
 }
 
 // Prune removes history older than the retention period: terminal
-// deliveries (with their attempts) and terminal occurrences that no active
-// delivery still refers to, completed at or before Before, at most Limit of
-// each per command.
+// deliveries (with their attempts), terminal occurrences that no active
+// delivery still refers to, and settled events that no delivery in the live
+// state still needs, completed at or before Before, at most Limit of each per
+// command.
 type Prune struct {
 	Before Millis `msgpack:"before"`
 	Limit  int    `msgpack:"limit"`
@@ -463,6 +464,23 @@ func (a *applier) prune(p *Prune) *Result {
 			a.mustDelete(TableAttempts, att)
 		}
 		a.mustDelete(TableDeliveries, d)
+	}
+	// Events go too (every change of a job with a subscriber raised one,
+	// kept for good before), once settled before the cut-off and no longer
+	// needed by a delivery in the live state: a pending, retrying or held
+	// one sends the event's data, and a dead letter may be replayed. Those
+	// are passed over, within a bounded look so that a few held deliveries
+	// cannot stop the rest from going.
+	removed := 0
+	for _, e := range st.SettledEvents(p.Before, 4*p.Limit) {
+		if removed == p.Limit {
+			break
+		}
+		if st.iter(TableDeliveries, IndexEvent, e.ID).Next() != nil {
+			continue
+		}
+		a.mustDelete(TableEvents, e)
+		removed++
 	}
 	if p.IdempotencyBefore != 0 {
 		var expired []*IdempotencyRecord

@@ -367,3 +367,26 @@ func TestPruneRemovesExpiredIdempotencyRecords(t *testing.T) {
 		t.Fatalf("after pruning up to 200: %d left (%v)", h.f.State().Count(TableIdempotency), err)
 	}
 }
+
+// Settled events were kept for good (one for every change of a job with a
+// subscriber): retention removes them once no delivery in the live state
+// needs them, and a held one does not stop the rest.
+func TestPruneRemovesSettledEvents(t *testing.T) {
+	h, _ := pipelineFixture(t)
+	ev := func(id string, status string, at Millis) *Event {
+		return &Event{ID: id, Project: "p", Type: "invoice.paid", Status: status, CreatedAt: at, PublishedAt: at}
+	}
+	held := dlv("d-held", "", "")
+	held.JobID, held.EventID, held.EndpointID, held.Status = "", "evt-busy", "ep1", DeliveryHeld
+	h.ok(put(t, TableEvents, ev("evt-busy", EventPublished, 100)), put(t, TableEvents, ev("evt-old", EventPublished, 200)),
+		put(t, TableEvents, ev("evt-skipped", EventSkipped, 300)), put(t, TableEvents, ev("evt-new", EventPublished, 9000)),
+		put(t, TableEvents, &Event{ID: "evt-later", Project: "p", Type: "x.y", Status: EventScheduled, CreatedAt: 100, ScheduledAt: 99999}),
+		put(t, TableDeliveries, &held))
+	h.ok(must(t)(Encode(CmdPrune, Prune{Before: 5000, Limit: 2})))
+	st := h.f.State()
+	for id, kept := range map[string]bool{"evt-busy": true, "evt-old": false, "evt-skipped": false, "evt-new": true, "evt-later": true} {
+		if _, err := st.Event(id); (err == nil) != kept {
+			t.Errorf("event %s: kept %v, want %v", id, err == nil, kept)
+		}
+	}
+}

@@ -61,6 +61,10 @@ const (
 	EventSkipped = "skipped"
 )
 
+// SettledAt is when an event stopped waiting (published or skipped): the
+// latest of its times, what retention measures its age by.
+func (e *Event) SettledAt() Millis { return max(e.CreatedAt, e.ScheduledAt, e.PublishedAt) }
+
 // Delivery statuses. pending, in_flight and retry_scheduled are active;
 // succeeded, dead_letter and cancelled are terminal; held is neither (it waits
 // for its endpoint to be enabled again).

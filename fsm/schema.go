@@ -436,6 +436,8 @@ var tableDefs = []*tableDef{
 			index(IndexIdempotency, true, func(r *Event) bool { return r.IdempotencyKey != "" },
 				str(func(r *Event) string { return r.Project }),
 				str(func(r *Event) string { return r.IdempotencyKey })),
+			index(IndexTerminal, false, func(r *Event) bool { return r.Status != EventScheduled },
+				millis(func(r *Event) Millis { return r.SettledAt() })),
 		)},
 		unique:     []uniqueRule{{IndexIdempotency, "idempotency key", "idempotencyKey"}},
 		recordType: reflect.TypeFor[*Event](),

@@ -595,6 +595,13 @@ func (s *State) DeliveriesByEvent(eventID, after string, limit int) ([]*Delivery
 	return s.deliveries(archQuery{EventID: eventID}, after, limit)
 }
 
+// SettledEvents returns events no longer scheduled (published or skipped)
+// that settled at or before before, oldest first, at most limit.
+func (s *State) SettledEvents(before Millis, limit int) []*Event {
+	return until(s.iter(TableEvents, IndexTerminal), limit,
+		func(e *Event) bool { return e.SettledAt() <= before })
+}
+
 // TerminalDeliveries returns the terminal deliveries still in memdb (dead
 // letters and cancelled ones; succeeded ones are archived) completed at or
 // before before, oldest first: what retention removes besides the archive.

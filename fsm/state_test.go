@@ -259,7 +259,7 @@ func TestEveryIndexHasAQuery(t *testing.T) {
 		TableEndpoints:   {IndexID, IndexProject},
 		TableJobs:        {IndexID, IndexProjectStatus, IndexNextFire, IndexIdempotency},
 		TableOccurrences: {IndexID, IndexJobNumber, IndexIdentity, IndexJobStatus},
-		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency},
+		TableEvents:      {IndexID, IndexProject, IndexDue, IndexIdempotency, IndexTerminal}, // Prune reads terminal
 		TableDeliveries: {IndexID, IndexProjectStatus, IndexNodeDue, IndexNodeProjectDue, IndexEndpoint, IndexJob,
 			IndexOccurrence, IndexEvent, IndexTerminal},
 		TableBreakers:    {IndexID},

@@ -81,7 +81,7 @@ func agentFlagSet(f *agentFlags) *flag.FlagSet {
 	fs.Uint64Var(&f.trailingLogs, "raft-trailing-logs", 0, "log entries kept after a snapshot, so a briefly lagging node catches up from the log, not a snapshot (default 10240)")
 	fs.DurationVar(&f.shutdownTimeout, "shutdown-timeout", 15*time.Second, "how long a graceful shutdown may take")
 	fs.Int64Var(&f.maxBodyBytes, "max-body-bytes", api.DefaultMaxBodyBytes, "largest accepted JSON request body")
-	fs.DurationVar(&f.retention, "retention", scheduler.DefaultRetention, "finished occurrences, deliveries and attempts older than this are deleted (0 keeps them forever)")
+	fs.DurationVar(&f.retention, "retention", scheduler.DefaultRetention, "finished occurrences, deliveries, attempts and settled events older than this are deleted (0 keeps them forever)")
 	fs.IntVar(&f.workers, "workers", dispatch.DefaultWorkers, "concurrent HTTP deliveries on this node")
 	fs.IntVar(&f.maxCallsPerTarget, "max-calls-per-target", dispatch.DefaultMaxPerTarget, "concurrent calls of this node to one endpoint or one project's callback host (at most --workers)")
 	fs.BoolVar(&f.allowPrivateTargets, "allow-private-targets", false, "let deliveries reach loopback, private and other special-purpose addresses (development only)")
